@@ -1,0 +1,245 @@
+import { requestDevice, type DeviceOptions } from './device.js';
+import { Tensor, bytesPerElement, numel, type DType } from './tensor.js';
+import { f16ToF32Array } from './half.js';
+
+/** Thrown for any use of a context whose device has been lost; the message gives Dawn's reason. */
+export class DeviceLostError extends Error {
+  override name = 'DeviceLostError';
+}
+
+/** Counters of what the context has done, for tests and benchmarks (e.g. "no compile per frame"). */
+export interface GpuStats {
+  pipelinesCompiled: number;
+  dispatches: number;
+  submits: number;
+  uploads: number;
+  uploadBytes: number;
+  readbacks: number;
+  buffersCreated: number;
+  bytesCreated: number;
+}
+
+const STORAGE_USAGE = GPUBufferUsageFlags();
+function GPUBufferUsageFlags(): number {
+  // GPUBufferUsage is a global only once a WebGPU implementation is loaded; use the spec's values.
+  const STORAGE = 0x0080, COPY_SRC = 0x0004, COPY_DST = 0x0008;
+  return STORAGE | COPY_SRC | COPY_DST;
+}
+const MAP_READ = 0x0001;
+const COPY_DST = 0x0008;
+
+/** One compute dispatch: a kernel's pipeline, its storage buffers in binding order, the grid. */
+export interface Dispatch {
+  pipeline: GPUComputePipeline;
+  /** Bound as @group(0) @binding(i) in this order. */
+  bindings: readonly (Tensor | GPUBuffer)[];
+  workgroups: readonly [number, number?, number?];
+}
+
+/**
+ * The GPU side of the library: one device, the pipeline cache, the buffer pool, and one open
+ * command encoder that collects dispatches until something needs the results on the CPU.
+ *
+ * Kernels are WGSL generated from their parameters (sizes are compiled in as constants), so a
+ * pipeline is keyed by its WGSL text: the first frame compiles, later frames hit the cache.
+ */
+export class GpuContext {
+  readonly stats: GpuStats = {
+    pipelinesCompiled: 0, dispatches: 0, submits: 0, uploads: 0, uploadBytes: 0, readbacks: 0,
+    buffersCreated: 0, bytesCreated: 0,
+  };
+  readonly hasF16: boolean;
+  readonly hasSubgroups: boolean;
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly pool = new Map<number, GPUBuffer[]>();
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private lostReason: string | null = null;
+  private uncaptured: string | null = null;
+  /** Bytes held by live buffers created by this context (pooled ones included). */
+  bytesHeld = 0;
+
+  constructor(readonly device: GPUDevice) {
+    this.hasF16 = device.features.has('shader-f16');
+    this.hasSubgroups = device.features.has('subgroups');
+    device.lost.then((info) => {
+      this.lostReason = `${info.reason}: ${info.message}`;
+    });
+    device.addEventListener('uncapturederror', (ev) => {
+      const err = (ev as GPUUncapturedErrorEvent).error;
+      this.uncaptured ??= err.message;
+    });
+  }
+
+  static async create(opts: DeviceOptions = {}): Promise<GpuContext> {
+    return new GpuContext(await requestDevice(opts));
+  }
+
+  get isLost(): boolean {
+    return this.lostReason !== null;
+  }
+
+  private check(): void {
+    if (this.lostReason !== null) throw new DeviceLostError(`The GPU device was lost (${this.lostReason}).`);
+    if (this.uncaptured !== null) {
+      const msg = this.uncaptured;
+      this.uncaptured = null;
+      throw new Error(`WebGPU error: ${msg}`);
+    }
+  }
+
+  // ---------------------------------------------------------------- pipelines
+
+  /** The compute pipeline for this WGSL (entry point `main`), compiled once and cached by its text. */
+  pipeline(label: string, wgsl: string): GPUComputePipeline {
+    let p = this.pipelines.get(wgsl);
+    if (!p) {
+      this.check();
+      const module = this.device.createShaderModule({ label, code: wgsl });
+      p = this.device.createComputePipeline({ label, layout: 'auto', compute: { module, entryPoint: 'main' } });
+      this.pipelines.set(wgsl, p);
+      this.stats.pipelinesCompiled++;
+    }
+    return p;
+  }
+
+  // ---------------------------------------------------------------- buffers and tensors
+
+  private createBuffer(size: number, usage: number): GPUBuffer {
+    this.check();
+    this.stats.buffersCreated++;
+    this.stats.bytesCreated += size;
+    return this.device.createBuffer({ size, usage });
+  }
+
+  /** A storage buffer of at least `bytes` bytes, from the pool when one of that size is free. */
+  allocBuffer(bytes: number): GPUBuffer {
+    const size = Math.max(16, Math.ceil(bytes / 16) * 16);
+    const list = this.pool.get(size);
+    if (list && list.length > 0) return list.pop()!;
+    this.bytesHeld += size;
+    return this.createBuffer(size, STORAGE_USAGE);
+  }
+
+  /** Gives a buffer back to the pool (GPU work already recorded with it stays valid). */
+  recycle(buffer: GPUBuffer): void {
+    const list = this.pool.get(buffer.size);
+    if (list) list.push(buffer);
+    else this.pool.set(buffer.size, [buffer]);
+  }
+
+  /** Destroys the pooled (free) buffers. */
+  trimPool(): void {
+    this.flush();
+    for (const list of this.pool.values()) for (const b of list) {
+      this.bytesHeld -= b.size;
+      b.destroy();
+    }
+    this.pool.clear();
+  }
+
+  /** An uninitialised tensor (contents are whatever the pooled buffer held). */
+  empty(shape: readonly number[], dtype: DType = 'f32'): Tensor {
+    return new Tensor(this, this.allocBuffer(numel(shape) * bytesPerElement(dtype)), shape, dtype);
+  }
+
+  /** Copies CPU data into a new tensor. f16 data is given as its raw 16-bit words. */
+  upload(data: Float32Array | Uint16Array, shape: readonly number[], dtype: DType = data instanceof Uint16Array ? 'f16' : 'f32'): Tensor {
+    if (data.length !== numel(shape)) throw new Error(`upload: ${data.length} values for shape [${shape}]`);
+    if ((dtype === 'f16') !== (data instanceof Uint16Array)) throw new Error(`upload: ${dtype} needs ${dtype === 'f16' ? 'Uint16Array' : 'Float32Array'} data`);
+    const t = this.empty(shape, dtype);
+    this.write(t, data);
+    return t;
+  }
+
+  /** Overwrites a tensor's contents from the CPU (ordered before work submitted later). */
+  write(t: Tensor, data: Float32Array | Uint16Array): void {
+    this.check();
+    // writeBuffer needs a multiple of 4 bytes
+    let bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    if (bytes.byteLength % 4 !== 0) {
+      const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
+      padded.set(bytes);
+      bytes = padded;
+    }
+    // Work recorded earlier must run before this write lands.
+    this.flush();
+    this.device.queue.writeBuffer(t.buffer, 0, bytes as Uint8Array<ArrayBuffer>);
+    this.stats.uploads++;
+    this.stats.uploadBytes += bytes.byteLength;
+  }
+
+  // ---------------------------------------------------------------- recording and submitting
+
+  /** Records one dispatch into the open command encoder (nothing runs until `flush`). */
+  run(d: Dispatch): void {
+    this.check();
+    const entries: GPUBindGroupEntry[] = d.bindings.map((b, i) => ({
+      binding: i,
+      resource: { buffer: b instanceof Tensor ? b.buffer : b },
+    }));
+    const bindGroup = this.device.createBindGroup({ layout: d.pipeline.getBindGroupLayout(0), entries });
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder();
+    if (!this.pass) this.pass = this.encoder.beginComputePass();
+    this.pass.setPipeline(d.pipeline);
+    this.pass.setBindGroup(0, bindGroup);
+    const [x, y = 1, z = 1] = d.workgroups;
+    this.pass.dispatchWorkgroups(x, y, z);
+    this.stats.dispatches++;
+  }
+
+  /** Records a buffer-to-buffer copy. */
+  copy(src: Tensor | GPUBuffer, dst: Tensor | GPUBuffer, bytes: number, srcOffset = 0, dstOffset = 0): void {
+    this.check();
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder();
+    if (this.pass) { this.pass.end(); this.pass = null; }
+    const s = src instanceof Tensor ? src.buffer : src;
+    const t = dst instanceof Tensor ? dst.buffer : dst;
+    this.encoder.copyBufferToBuffer(s, srcOffset, t, dstOffset, Math.ceil(bytes / 4) * 4);
+  }
+
+  /** Submits everything recorded so far. */
+  flush(): void {
+    if (!this.encoder) return;
+    if (this.pass) { this.pass.end(); this.pass = null; }
+    const cmd = this.encoder.finish();
+    this.encoder = null;
+    this.device.queue.submit([cmd]);
+    this.stats.submits++;
+  }
+
+  /** Waits until the GPU has finished all submitted work. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    this.check();
+  }
+
+  /** Reads a tensor back to the CPU as f32. This is the only GPU->CPU path of the library. */
+  async read(t: Tensor): Promise<Float32Array> {
+    this.check();
+    const bytes = Math.ceil(t.byteLength / 4) * 4;
+    const staging = this.device.createBuffer({ size: bytes, usage: MAP_READ | COPY_DST });
+    this.copy(t, staging, bytes);
+    this.flush();
+    this.stats.readbacks++;
+    try {
+      await staging.mapAsync(1 /* GPUMapMode.READ */);
+    } catch (e) {
+      this.check();
+      throw e;
+    }
+    this.check();
+    const raw = staging.getMappedRange().slice(0);
+    staging.unmap();
+    staging.destroy();
+    if (t.dtype === 'f16') return f16ToF32Array(new Uint16Array(raw, 0, t.size));
+    return new Float32Array(raw, 0, t.size);
+  }
+
+  /** Destroys the device; the context cannot be used afterwards. */
+  destroy(): void {
+    this.flush();
+    this.device.destroy();
+  }
+}

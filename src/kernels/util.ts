@@ -1,0 +1,26 @@
+/** Small helpers shared by the kernel wrappers. */
+
+/** Largest workgroup count in one dimension that every WebGPU device accepts. */
+export const MAX_GROUPS = 65535;
+
+/**
+ * A 1-D grid of `groups` workgroups laid out as x * y (y > 1 only past 65535), and the WGSL
+ * expression that recovers the flat workgroup index from `@builtin(workgroup_id) wid`.
+ */
+export function grid1d(groups: number): { workgroups: [number, number]; } {
+  if (groups <= MAX_GROUPS) return { workgroups: [Math.max(1, groups), 1] };
+  const y = Math.ceil(groups / MAX_GROUPS);
+  return { workgroups: [Math.ceil(groups / y), y] };
+}
+
+/** WGSL literal for an f32 constant (always with a decimal point or exponent). */
+export function f32lit(v: number): string {
+  if (!Number.isFinite(v)) throw new Error(`f32lit: ${v}`);
+  const s = String(v);
+  return /[.eE]/.test(s) ? s : s + '.0';
+}
+
+export function assertShape(name: string, shape: readonly number[], expected: readonly (number | null)[]): void {
+  const ok = shape.length === expected.length && expected.every((e, i) => e === null || e === shape[i]);
+  if (!ok) throw new Error(`${name}: shape [${shape}] does not match [${expected.map((e) => e ?? '*')}]`);
+}

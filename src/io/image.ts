@@ -1,0 +1,34 @@
+/**
+ * Image decoding for Node. The reference decodes with Pillow (libjpeg-turbo, ISLOW IDCT, fancy
+ * upsampling); `sharp` (libvips + mozjpeg's libjpeg-turbo code) gives byte-identical RGB for the
+ * JPEGs of the goldens, so that is what is used here. `sharp` is loaded lazily, so importing this
+ * module costs nothing in code that never decodes files (and it is never imported by browser code).
+ */
+
+/** Decoded 8-bit pixels, row-major, interleaved channels. */
+export interface DecodedImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  channels: 3 | 4;
+}
+
+/**
+ * Decodes an image file (JPEG, PNG, WebP, ...) to 8-bit RGB, as Pillow's
+ * `Image.open(path).convert("RGB")` does: EXIF orientation is NOT applied, alpha is dropped.
+ */
+export async function decodeImageFile(path: string): Promise<DecodedImage> {
+  const { default: sharp } = await import('sharp');
+  const { data, info } = await sharp(path)
+    .removeAlpha()
+    .toColourspace('srgb')
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3) throw new Error(`decodeImageFile: ${path} decoded to ${info.channels} channels, expected 3`);
+  return {
+    data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    width: info.width,
+    height: info.height,
+    channels: 3,
+  };
+}

@@ -1,0 +1,232 @@
+/**
+ * Loading a model's weights by name while the model is being built.
+ *
+ * The model code declares each tensor it needs, with the shape it expects, as it constructs its
+ * layers:
+ *
+ *   const w = new WeightLoader(file, ctx);
+ *   const trunk = w.scope('image_encoder.trunk.');
+ *   const qkv = trunk.tensor('blocks.0.attn.qkv.weight', [576, 192]);   // Tensor on the GPU
+ *   ...
+ *   w.finish();   // throws one WeightError listing every missing, mis-shaped and unused tensor
+ *
+ * A missing or mis-shaped tensor does not throw at once: `tensor` returns a placeholder of the
+ * expected shape (never to be dispatched) so that construction runs to the end and `finish`
+ * can report all problems together. Each weight is uploaded once, when it is taken, as f32
+ * (F16/BF16 files are widened on the CPU), and taking the same name again returns the same tensor.
+ */
+import type { GpuContext } from '../gpu/context.js';
+import { Tensor } from '../gpu/tensor.js';
+import type { SafetensorsFile } from './safetensors.js';
+
+/** An expected shape; -1 accepts any size on that axis. */
+export type ShapeSpec = readonly number[];
+
+export interface MisShaped {
+  name: string;
+  expected: number[];
+  found: number[];
+}
+
+export class WeightError extends Error {
+  override name = 'WeightError';
+  constructor(
+    readonly source: string,
+    readonly missing: string[],
+    readonly misShaped: MisShaped[],
+    readonly unused: string[],
+  ) {
+    super(WeightError.describe(source, missing, misShaped, unused));
+  }
+
+  private static describe(source: string, missing: string[], misShaped: MisShaped[], unused: string[]): string {
+    const parts: string[] = [];
+    const fmt = (s: readonly number[]) => `[${s.map((d) => (d < 0 ? '*' : d)).join(', ')}]`;
+    if (missing.length) parts.push(`${missing.length} missing:\n${missing.map((n) => `  ${n}`).join('\n')}`);
+    if (misShaped.length) {
+      parts.push(`${misShaped.length} with the wrong shape:\n` +
+        misShaped.map((m) => `  ${m.name}: expected ${fmt(m.expected)}, found ${fmt(m.found)}`).join('\n'));
+    }
+    if (unused.length) parts.push(`${unused.length} not used by the model:\n${unused.map((n) => `  ${n}`).join('\n')}`);
+    return `weights from ${source} do not fit the model:\n${parts.join('\n')}`;
+  }
+}
+
+export interface WeightLoaderOptions {
+  /** Prepended to every name given to `tensor`/`cpu`/`has` (and limits the unused check to it). */
+  prefix?: string;
+  /**
+   * Tensors in the file that the model does not take: `false` (default) makes them an error in
+   * `finish`; `true` allows all of them; a list allows those named, where an entry ending in
+   * '.' or '*' allows every name starting with it (the '*' removed). Names are full names.
+   */
+  allowUnused?: boolean | readonly string[];
+  /** Called by `finish` with a message listing unused tensors that were allowed by `allowUnused: true`. */
+  warn?: (message: string) => void;
+}
+
+/** Shared state of a loader and its scopes. */
+interface LoaderState {
+  file: SafetensorsFile;
+  ctx: GpuContext | null;
+  opts: WeightLoaderOptions;
+  taken: Set<string>;
+  gpu: Map<string, Tensor>;
+  missing: Set<string>;
+  misShaped: Map<string, MisShaped>;
+  placeholder: GPUBuffer | null;
+  uploadedBytes: number;
+}
+
+export class WeightLoader {
+  private readonly s: LoaderState;
+  /** The prefix of this loader (the root's `opts.prefix` plus every `scope`). */
+  readonly prefix: string;
+
+  /** `ctx` may be null when only `cpu` is used (e.g. CPU-side tests or converters). */
+  constructor(file: SafetensorsFile, ctx: GpuContext | null, opts?: WeightLoaderOptions);
+  /** @internal a scope sharing `state` */
+  constructor(state: LoaderState, prefix: string);
+  constructor(a: SafetensorsFile | LoaderState, b: GpuContext | null | string, opts: WeightLoaderOptions = {}) {
+    if (typeof b === 'string') {
+      this.s = a as LoaderState;
+      this.prefix = b;
+    } else {
+      this.s = {
+        file: a as SafetensorsFile, ctx: b, opts, taken: new Set(), gpu: new Map(), missing: new Set(),
+        misShaped: new Map(), placeholder: null, uploadedBytes: 0,
+      };
+      this.prefix = opts.prefix ?? '';
+    }
+  }
+
+  /** A loader for names under `prefix` (relative to this one); it shares this loader's bookkeeping. */
+  scope(prefix: string): WeightLoader {
+    return new WeightLoader(this.s, this.prefix + prefix);
+  }
+
+  /** The file's dtype for this name, or undefined when absent. */
+  dtype(name: string): string | undefined {
+    const full = this.prefix + name;
+    return this.s.file.has(full) ? this.s.file.info(full).dtype : undefined;
+  }
+
+  /** Whether the file holds this tensor (does not mark it as taken). */
+  has(name: string): boolean {
+    return this.s.file.has(this.prefix + name);
+  }
+
+  /** Total bytes uploaded to the GPU by this loader so far. */
+  get uploadedBytes(): number {
+    return this.s.uploadedBytes;
+  }
+
+  /** Names (full) taken so far. */
+  get takenNames(): string[] {
+    return [...this.s.taken];
+  }
+
+  /**
+   * Checks a name and shape; records a problem and returns null if it is missing or mis-shaped.
+   * `shape` may use -1 for "any size"; the found shape is returned.
+   */
+  private check(name: string, shape: ShapeSpec): number[] | null {
+    const full = this.prefix + name;
+    this.s.taken.add(full);
+    if (!this.s.file.has(full)) {
+      this.s.missing.add(full);
+      return null;
+    }
+    const found = this.s.file.info(full).shape;
+    const ok = found.length === shape.length && shape.every((d, i) => d < 0 || d === found[i]);
+    if (!ok) {
+      this.s.misShaped.set(full, { name: full, expected: [...shape], found: [...found] });
+      return null;
+    }
+    return found;
+  }
+
+  /**
+   * The tensor as f32 on the CPU, checked against `shape` (its elements in the file's row-major
+   * order). Returns zeros of the expected shape (with -1 taken as 1) when missing or mis-shaped.
+   */
+  cpu(name: string, shape: ShapeSpec): Float32Array {
+    const found = this.check(name, shape);
+    if (!found) return new Float32Array(shape.reduce((a, d) => a * Math.max(d, 1), 1));
+    return this.s.file.getF32(this.prefix + name);
+  }
+
+  /**
+   * The tensor as f32 on the GPU, uploaded now (once per name), checked against `shape`. When
+   * missing or mis-shaped, a placeholder of the expected shape is returned: its buffer is a
+   * shared 16-byte one, so it must never be dispatched — `finish` throws before that can happen.
+   */
+  tensor(name: string, shape: ShapeSpec): Tensor {
+    const ctx = this.s.ctx;
+    if (!ctx) throw new Error(`WeightLoader.tensor("${this.prefix + name}"): this loader has no GPU context`);
+    const full = this.prefix + name;
+    const found = this.check(name, shape);
+    if (!found) {
+      this.s.placeholder ??= ctx.allocBuffer(16);
+      return new Tensor(ctx, this.s.placeholder, shape.map((d) => Math.max(d, 1)), 'f32', false);
+    }
+    let t = this.s.gpu.get(full);
+    if (!t) {
+      t = ctx.upload(this.s.file.getF32(full), found);
+      this.s.gpu.set(full, t);
+      this.s.uploadedBytes += t.byteLength;
+    }
+    return t;
+  }
+
+  /** Like `tensor`, but returns null without complaint when the file does not hold the name. */
+  optionalTensor(name: string, shape: ShapeSpec): Tensor | null {
+    return this.has(name) ? this.tensor(name, shape) : null;
+  }
+
+  /** Marks names as used without loading them (e.g. buffers the model recomputes). */
+  skip(...names: string[]): void {
+    for (const n of names) this.s.taken.add(this.prefix + n);
+  }
+
+  /** Tensors in the file (under the root prefix) that have not been taken so far. */
+  unused(): string[] {
+    const root = this.s.opts.prefix ?? '';
+    return this.s.file.names().filter((n) => n.startsWith(root) && !this.s.taken.has(n));
+  }
+
+  /**
+   * Ends construction: throws one WeightError listing every missing tensor, every mis-shaped one
+   * (expected vs found), and the unused ones that `allowUnused` does not allow. Returns the unused
+   * names otherwise. Call it on the root loader (a scope's call checks the same shared state).
+   */
+  finish(): { unused: string[] } {
+    const { opts } = this.s;
+    const unused = this.unused();
+    const allow = opts.allowUnused ?? false;
+    let bad: string[];
+    if (allow === true) bad = [];
+    else if (allow === false) bad = unused;
+    else {
+      const exact = new Set(allow.filter((a) => !a.endsWith('.') && !a.endsWith('*')));
+      const prefixes = allow.filter((a) => a.endsWith('.') || a.endsWith('*')).map((a) => a.replace(/\*$/, ''));
+      bad = unused.filter((n) => !exact.has(n) && !prefixes.some((p) => n.startsWith(p)));
+    }
+    const missing = [...this.s.missing];
+    const misShaped = [...this.s.misShaped.values()];
+    if (missing.length || misShaped.length || bad.length) {
+      throw new WeightError(this.s.file.source, missing, misShaped, bad);
+    }
+    if (allow === true && unused.length && opts.warn) {
+      opts.warn(`${unused.length} tensors in ${this.s.file.source} are not used by the model:\n` +
+        unused.map((n) => `  ${n}`).join('\n'));
+    }
+    return { unused };
+  }
+
+  /** Releases every uploaded weight (for tearing a model down). */
+  release(): void {
+    for (const t of this.s.gpu.values()) t.release();
+    this.s.gpu.clear();
+  }
+}

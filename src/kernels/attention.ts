@@ -1,0 +1,244 @@
+import type { GpuContext } from '../gpu/context.js';
+import type { Tensor } from '../gpu/tensor.js';
+import { f32lit, grid1d } from './util.js';
+
+/**
+ * Scaled dot-product attention, softmax(q kᵀ · scale) v, fused in the flash-attention way: the
+ * Nq × Nk score matrix is never stored. A workgroup takes a tile of BQ queries of one (batch, head),
+ * one query per invocation, with the query row and the output accumulator held in private arrays.
+ * Keys and values stream through workgroup memory BK at a time; for each tile an invocation computes
+ * its BK scores, raises its running max if needed (rescaling the accumulator and the running sum by
+ * exp(old max - new max)), then adds exp(score - max) · v for each key ("online softmax").
+ *
+ * Heads are packed in the channel axis the way PyTorch's reshape(B, N, H, d) lays them out: head h
+ * of a token is channels [h*d, (h+1)*d). The packed entry point reads q, k and v of the ViT's qkv
+ * Linear output in place, whose channels per token are (3, H, d). Both are the same WGSL generator
+ * with different token strides and channel offsets.
+ *
+ * Scores are computed in base 2: q is multiplied by scale·log2(e) when loaded, and exp2 is used.
+ */
+
+/** Where one of q, k, v lives in its buffer: element (b, n, h, i) is at ((b*N + n)*tokenStride + offset + h*d + i). */
+interface Operand {
+  tokenStride: number;
+  offset: number;
+}
+
+export interface AttentionConfig {
+  /** queries per workgroup (= workgroup size) */
+  bq: number;
+  /** keys per tile staged in workgroup memory */
+  bk: number;
+}
+
+interface AttentionParams {
+  batch: number;
+  heads: number;
+  nq: number;
+  nk: number;
+  d: number;
+  dv: number;
+  scale: number;
+  q: Operand;
+  k: Operand;
+  v: Operand;
+  /** token stride of the output [B, Nq, H*dv] */
+  outStride: number;
+}
+
+/** Workgroup memory budget: browsers guarantee 16 KiB. */
+const WG_MEM_BYTES = 16384;
+
+/** Tile sizes for head dims d, dv (tuned on lavapipe; see bench/attention.ts). */
+export function defaultAttentionConfig(d: number, dv: number): AttentionConfig {
+  const bq = 64;
+  let bk = 32;
+  while (bk > 1 && bk * (d + dv) * 4 > WG_MEM_BYTES) bk /= 2;
+  return { bq, bk };
+}
+
+const attentionWGSL = (p: AttentionParams, cfg: AttentionConfig): string => {
+  const { bq: BQ, bk: BK } = cfg;
+  // vec4 loads when every offset and stride is a multiple of 4 floats
+  const w = [p.d, p.dv, p.q.tokenStride, p.q.offset, p.k.tokenStride, p.k.offset, p.v.tokenStride, p.v.offset, p.outStride]
+    .every((s) => s % 4 === 0) ? 4 : 1;
+  const VT = w === 4 ? 'vec4f' : 'f32';
+  const DW = p.d / w, DVW = p.dv / w;
+  const qTiles = Math.ceil(p.nq / BQ);
+  const total = qTiles * p.batch * p.heads;
+  const ragged = p.nk % BK !== 0;
+  const dotv = w === 4 ? 'dot(a, b)' : 'a * b';
+  const u = (n: number): string => `${n}u`;
+  return /* wgsl */ `
+// ---- kernel: attention (B ${p.batch}, H ${p.heads}, Nq ${p.nq}, Nk ${p.nk}, d ${p.d}, dv ${p.dv}, BQ ${BQ}, BK ${BK}) ----
+@group(0) @binding(0) var<storage, read> qb: array<${VT}>;
+@group(0) @binding(1) var<storage, read> kb: array<${VT}>;
+@group(0) @binding(2) var<storage, read> vb: array<${VT}>;
+@group(0) @binding(3) var<storage, read_write> out: array<${VT}>;
+
+const H = ${u(p.heads)};
+const NQ = ${u(p.nq)};
+const NK = ${u(p.nk)};
+const DW = ${u(DW)};     // head dim of q, k in ${VT}s
+const DVW = ${u(DVW)};   // head dim of v in ${VT}s
+const BQ = ${u(BQ)};
+const BK = ${u(BK)};
+const QTILES = ${u(qTiles)};
+const LOWEST = -3.4028234e38;
+// strides and offsets in ${VT}s
+const Q_TOK = ${u(p.q.tokenStride / w)}; const Q_OFF = ${u(p.q.offset / w)};
+const K_TOK = ${u(p.k.tokenStride / w)}; const K_OFF = ${u(p.k.offset / w)};
+const V_TOK = ${u(p.v.tokenStride / w)}; const V_OFF = ${u(p.v.offset / w)};
+const O_TOK = ${u(p.outStride / w)};
+
+var<workgroup> ks: array<${VT}, ${BK * DW}>;    // [BK, d]
+var<workgroup> vs: array<${VT}, ${BK * DVW}>;   // [BK, dv]
+
+fn dotv(a: ${VT}, b: ${VT}) -> f32 { return ${dotv}; }
+
+@compute @workgroup_size(${BQ})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let g = wid.y * nwg.x + wid.x;
+  if (g >= ${u(total)}) { return; }
+  let qt = g % QTILES;
+  let bh = g / QTILES;
+  let h = bh % H;
+  let b = bh / H;
+  let n = qt * BQ + lid;
+  let nc = min(n, NQ - 1u);   // invocations past the end compute a duplicate row and do not store it
+
+  // this invocation's query row, pre-scaled by scale * log2(e)
+  var q: array<${VT}, ${DW}>;
+  let qBase = (b * NQ + nc) * Q_TOK + Q_OFF + h * DW;
+  for (var i = 0u; i < DW; i++) { q[i] = qb[qBase + i] * ${f32lit(p.scale * Math.LOG2E)}; }
+
+  var acc: array<${VT}, ${DVW}>;
+  for (var i = 0u; i < DVW; i++) { acc[i] = ${VT}(0.0); }
+  var m = LOWEST;   // running max of the base-2 scores
+  var l = 0.0;      // running sum of exp2(score - m)
+  var s: array<f32, ${BK}>;
+
+  let kBase = b * NK * K_TOK + K_OFF + h * DW;
+  let vBase = b * NK * V_TOK + V_OFF + h * DVW;
+  for (var k0 = 0u; k0 < NK; k0 += BK) {
+    // stage keys and values k0 .. k0+BK (zeros past the end)
+    workgroupBarrier();
+    for (var i = lid; i < BK * DW; i += BQ) {
+      let j = k0 + i / DW;
+      var kv = ${VT}(0.0);
+      if (j < NK) { kv = kb[kBase + j * K_TOK + i % DW]; }
+      ks[i] = kv;
+    }
+    for (var i = lid; i < BK * DVW; i += BQ) {
+      let j = k0 + i / DVW;
+      var vv = ${VT}(0.0);
+      if (j < NK) { vv = vb[vBase + j * V_TOK + i % DVW]; }
+      vs[i] = vv;
+    }
+    workgroupBarrier();
+
+    // scores of this tile and their max
+    var mt = m;
+    for (var j = 0u; j < BK; j++) {
+      var sj = 0.0;
+      for (var i = 0u; i < DW; i++) { sj += dotv(q[i], ks[j * DW + i]); }${ragged ? `
+      if (k0 + j >= NK) { sj = LOWEST; }` : ''}
+      s[j] = sj;
+      mt = max(mt, sj);
+    }
+    // rescale what has been accumulated to the new max
+    let alpha = exp2(m - mt);
+    m = mt;
+    l *= alpha;
+    for (var i = 0u; i < DVW; i++) { acc[i] *= alpha; }
+    for (var j = 0u; j < BK; j++) {
+      let pj = exp2(s[j] - m);
+      l += pj;
+      for (var i = 0u; i < DVW; i++) { acc[i] += pj * vs[j * DVW + i]; }
+    }
+  }
+
+  if (n < NQ) {
+    let inv = 1.0 / l;
+    let oBase = (b * NQ + n) * O_TOK + h * DVW;
+    for (var i = 0u; i < DVW; i++) { out[oBase + i] = acc[i] * inv; }
+  }
+}
+`;
+};
+
+function run(ctx: GpuContext, p: AttentionParams, bindings: Tensor[], out: Tensor, cfg: AttentionConfig): void {
+  const total = Math.ceil(p.nq / cfg.bq) * p.batch * p.heads;
+  ctx.run({
+    pipeline: ctx.pipeline('attention', attentionWGSL(p, cfg)),
+    bindings: [...bindings, out],
+    workgroups: grid1d(total).workgroups,
+  });
+}
+
+export interface AttentionOptions {
+  /** multiplies q·k; default 1/sqrt(d) */
+  scale?: number;
+  /** tile sizes (for benchmarks); default defaultAttentionConfig(d, dv) */
+  config?: AttentionConfig;
+}
+
+/**
+ * Multi-head scaled dot-product attention, heads packed in channels (as reshape(B, N, H, d)).
+ * q: [B, Nq, H*d], k: [B, Nk, H*d], v: [B, Nk, H*dv] -> [B, Nq, H*dv]
+ */
+export function attention(ctx: GpuContext, q: Tensor, k: Tensor, v: Tensor, numHeads: number, opts: AttentionOptions = {}): Tensor {
+  const s = (t: Tensor): string => `[${t.shape}]`;
+  if (q.shape.length !== 3 || k.shape.length !== 3 || v.shape.length !== 3) {
+    throw new Error(`attention: q, k, v must be [B, N, C], got ${s(q)}, ${s(k)}, ${s(v)}`);
+  }
+  const [batch, nq, cq] = q.shape as [number, number, number];
+  const [bk, nk, ck] = k.shape as [number, number, number];
+  const [bv, nv, cv] = v.shape as [number, number, number];
+  if (bk !== batch || bv !== batch) throw new Error(`attention: batch sizes differ: q ${s(q)}, k ${s(k)}, v ${s(v)}`);
+  if (nv !== nk) throw new Error(`attention: k ${s(k)} and v ${s(v)} have different numbers of tokens`);
+  if (ck !== cq) throw new Error(`attention: q ${s(q)} and k ${s(k)} have different channel counts`);
+  if (!Number.isInteger(numHeads) || numHeads < 1 || cq % numHeads !== 0 || cv % numHeads !== 0) {
+    throw new Error(`attention: ${numHeads} heads do not divide the channels of q ${s(q)} and v ${s(v)}`);
+  }
+  if (nk < 1 || cq < 1 || cv < 1) throw new Error(`attention: empty k/v or channels: q ${s(q)}, k ${s(k)}, v ${s(v)}`);
+  const d = cq / numHeads, dv = cv / numHeads;
+  const out = ctx.empty([batch, nq, cv]);
+  if (batch === 0 || nq === 0) return out;
+  const p: AttentionParams = {
+    batch, heads: numHeads, nq, nk, d, dv, scale: opts.scale ?? 1 / Math.sqrt(d),
+    q: { tokenStride: cq, offset: 0 },
+    k: { tokenStride: ck, offset: 0 },
+    v: { tokenStride: cv, offset: 0 },
+    outStride: cv,
+  };
+  run(ctx, p, [q, k, v], out, opts.config ?? defaultAttentionConfig(d, dv));
+  return out;
+}
+
+/**
+ * Self-attention reading q, k, v in place from the ViT's qkv Linear output, whose channels per
+ * token are (3, H, d) (what reshape(B, N, 3, H, d) unpacks).
+ * qkv: [B, N, 3*H*d] -> [B, N, H*d]
+ */
+export function attentionPacked(ctx: GpuContext, qkv: Tensor, numHeads: number, opts: AttentionOptions = {}): Tensor {
+  if (qkv.shape.length !== 3) throw new Error(`attentionPacked: qkv must be [B, N, 3*H*d], got [${qkv.shape}]`);
+  const [batch, n, c3] = qkv.shape as [number, number, number];
+  if (!Number.isInteger(numHeads) || numHeads < 1 || c3 % (3 * numHeads) !== 0 || c3 === 0) {
+    throw new Error(`attentionPacked: [${qkv.shape}] is not [B, N, 3*H*d] for ${numHeads} heads`);
+  }
+  if (n < 1) throw new Error(`attentionPacked: no tokens in [${qkv.shape}]`);
+  const c = c3 / 3, d = c / numHeads;
+  const out = ctx.empty([batch, n, c]);
+  if (batch === 0) return out;
+  const p: AttentionParams = {
+    batch, heads: numHeads, nq: n, nk: n, d, dv: d, scale: opts.scale ?? 1 / Math.sqrt(d),
+    q: { tokenStride: c3, offset: 0 },
+    k: { tokenStride: c3, offset: c },
+    v: { tokenStride: c3, offset: 2 * c },
+    outStride: c,
+  };
+  run(ctx, p, [qkv, qkv, qkv], out, opts.config ?? defaultAttentionConfig(d, d));
+  return out;
+}

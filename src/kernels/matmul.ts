@@ -1,0 +1,386 @@
+import type { GpuContext } from '../gpu/context.js';
+import type { Tensor } from '../gpu/tensor.js';
+import { f32lit, grid1d } from './util.js';
+
+/**
+ * Matrix multiplies: `linear` (torch.nn.Linear with its bias, activation and residual fused into
+ * the epilogue) and batched `matmul` (attention scores, attention-weighted values and the like).
+ *
+ * Both are one generated WGSL kernel: out[b] = epilogue(alpha * A[b] · op(B[b])), where op(B) is Bᵀ
+ * for B stored [N, K] (a Linear weight, or K in attention scores) and B itself for B stored [K, N].
+ *
+ * Tiling (tuned on Mesa lavapipe, which runs a workgroup on one CPU thread and vectorises over 8
+ * consecutive invocations): a workgroup of WX x WY threads computes a BM x BN output tile, each
+ * thread a TM x TN register tile. Per step of KT along K, the workgroup stages A's BM x KT block and
+ * B's KT x BN block in workgroup memory, transposed to [k][m] / [k][n], so a thread's TM values of A
+ * are the same for all threads of one x-row (one load for the 8 SIMD lanes) and its TN values of B
+ * are consecutive across lanes. Blocks that overhang M, N or K are zero-filled when staged.
+ */
+
+export type Activation = 'none' | 'gelu' | 'relu';
+
+/** Tile shape of the kernel; exported so the benchmark can compare tilings. */
+export interface MatmulTile {
+  /** threads along N (x, the SIMD lanes on lavapipe) */
+  wx: number;
+  /** threads along M (y) */
+  wy: number;
+  /** output rows per thread */
+  tm: number;
+  /** output columns per thread */
+  tn: number;
+  /** K step staged in workgroup memory */
+  kt: number;
+  /** 'direct': no workgroup memory, one SIMD-wide workgroup (wy = 1) reading global memory */
+  mode?: 'shared' | 'direct';
+  vec4?: boolean;
+}
+
+export const DEFAULT_TILE: MatmulTile = { wx: 8, wy: 8, tm: 4, tn: 4, kt: 16 };
+
+interface KernelParams {
+  batch: number;
+  M: number;
+  N: number;
+  K: number;
+  /** B stored [N, K] (true) or [K, N] (false) */
+  transB: boolean;
+  /** elements between consecutive B matrices (0: one B shared by the batch, as a Linear weight) */
+  bStride: number;
+  alpha: number;
+  bias: boolean;
+  activation: Activation;
+  residual: boolean;
+  tile: MatmulTile;
+}
+
+// ------------------------------------------------------------------------------------------------
+// erf for the exact GELU. WGSL has no erf; this one has |error| < 2e-7 in f32 (see tests).
+// Coefficients are a least-squares fit on Chebyshev nodes made for this library:
+//   |x| < 1:      erf(x) = x * P(x^2)
+//   1 <= |x| < 4: erf(x) = 1 - exp(-x^2) * Q(|x| - 2.5)   (Q fits erfcx, the scaled erfc)
+//   |x| >= 4:     erf(x) = ±1 (erfc(4) = 1.5e-8)
+// ------------------------------------------------------------------------------------------------
+
+export const ERF_P = [1.12837913, -0.376123498, 0.112803644, -0.0267163851, 0.00492327767, -0.000565410586];
+export const ERF_Q = [
+  0.210806358, -0.0743476009, 0.0249382037, -0.0079993456, 0.00246598236, -0.000738997568,
+  0.00021297208, -5.35858091e-05, 1.43536626e-05, -6.3860857e-06, 1.67180178e-06,
+];
+
+const horner = (coef: readonly number[], v: string): string =>
+  coef.slice(0, -1).reduceRight((acc, c) => `fma(${acc}, ${v}, ${f32lit(c)})`, f32lit(coef[coef.length - 1]!));
+
+/** WGSL source of `fn erf_f32(x: f32) -> f32` (shared with other kernels that need erf). */
+export const ERF_WGSL = /* wgsl */ `
+fn erf_f32(x: f32) -> f32 {
+  let s = x * x;
+  let small = x * ${horner(ERF_P, 's')};
+  let t = min(abs(x), 4.0);
+  let large = 1.0 - exp(-t * t) * ${horner(ERF_Q, '(t - 2.5)')};
+  return select(sign(x) * large, small, abs(x) < 1.0);
+}
+`;
+
+/** The same erf evaluated on the CPU in f32 steps (for tests of the coefficients). */
+export function erfF32(x: number): number {
+  const f = Math.fround;
+  const h = (coef: readonly number[], v: number): number =>
+    coef.slice(0, -1).reduceRight((acc, c) => f(f(acc * v) + c), f(coef[coef.length - 1]!));
+  const ax = Math.abs(x);
+  if (ax < 1) return f(x * h(ERF_P, f(x * x)));
+  const t = Math.min(ax, 4);
+  return Math.sign(x) * f(1 - f(Math.exp(-f(t * t)) * h(ERF_Q, f(t - 2.5))));
+}
+
+const ACT_WGSL: Record<Activation, string> = {
+  none: 'v',
+  relu: 'max(v, 0.0)',
+  // torch.nn.GELU() default (approximate='none'): x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2))
+  gelu: '0.5 * v * (1.0 + erf_f32(v * 0.70710678118654752))',
+};
+
+// ------------------------------------------------------------------------------------------------
+// kernel source
+// ------------------------------------------------------------------------------------------------
+
+function directWGSL(p: KernelParams): string {
+  const { wx, tm, tn } = p.tile;
+  const BM = tm, BN = wx * tn;
+  const tilesM = Math.ceil(p.M / BM), tilesN = Math.ceil(p.N / BN);
+  const total = tilesM * tilesN * p.batch;
+  const decl: string[] = [];
+  const inner: string[] = [];
+  for (let i = 0; i < tm; i++) decl.push(`let ar${i} = aBase + min(m0 + ${i}u, ${p.M - 1}u) * ${p.K}u;`);
+  for (let j = 0; j < tn; j++) decl.push(p.transB
+    ? `let br${j} = bBase + min(n0 + tx + ${j * wx}u, ${p.N - 1}u) * ${p.K}u;`
+    : `let br${j} = bBase + min(n0 + tx + ${j * wx}u, ${p.N - 1}u);`);
+  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) decl.push(`var acc${i}_${j} = 0.0;`);
+  const v4 = !!p.tile.vec4;
+  if (v4) {
+    for (let i = 0; i < tm; i++) inner.push(`let a${i} = A4[(ar${i} >> 2u) + k];`);
+    for (let j = 0; j < tn; j++) inner.push(`let b${j} = B4[(br${j} >> 2u) + k];`);
+    for (const c of 'xyzw') for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) inner.push(`acc${i}_${j} = fma(a${i}.${c}, b${j}.${c}, acc${i}_${j});`);
+  } else {
+  for (let i = 0; i < tm; i++) inner.push(`let a${i} = A[ar${i} + k];`);
+  for (let j = 0; j < tn; j++) inner.push(p.transB ? `let b${j} = B[br${j} + k];` : `let b${j} = B[br${j} + k * ${p.N}u];`);
+  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) inner.push(`acc${i}_${j} = fma(a${i}, b${j}, acc${i}_${j});`);
+  }
+  const epi: string[] = [];
+  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) {
+    epi.push(`{
+      let m = m0 + ${i}u; let n = n0 + tx + ${j * wx}u;
+      if (m < ${p.M}u && n < ${p.N}u) {
+        let o = oBase + m * ${p.N}u + n;
+        var v = acc${i}_${j}${p.alpha !== 1 ? ` * ${f32lit(p.alpha)}` : ''};
+        ${p.bias ? 'v += bias[n];' : ''}
+        v = ${ACT_WGSL[p.activation]};
+        ${p.residual ? 'v += residual[o];' : ''}
+        out[o] = v;
+      }
+    }`);
+  }
+  let binding = 0;
+  const bindings = [
+    `@group(0) @binding(${binding++}) var<storage, read> A: array<f32>;`,
+    `@group(0) @binding(${binding++}) var<storage, read> B: array<f32>;`,
+    p.bias ? `@group(0) @binding(${binding++}) var<storage, read> bias: array<f32>;` : '',
+    p.residual ? `@group(0) @binding(${binding++}) var<storage, read> residual: array<f32>;` : '',
+    `@group(0) @binding(${binding++}) var<storage, read_write> out: array<f32>;`,
+  ].filter((s) => s);
+  if (v4) { bindings[0] = bindings[0]!.replace('A: array<f32>', 'A4: array<vec4f>'); bindings[1] = bindings[1]!.replace('B: array<f32>', 'B4: array<vec4f>'); }
+  return /* wgsl */ `
+${bindings.join('\n')}
+${p.activation === 'gelu' ? ERF_WGSL : ''}
+@compute @workgroup_size(${wx})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) tx: u32) {
+  let g = wid.y * nwg.x + wid.x;
+  if (g >= ${total}u) { return; }
+  let n0 = (g % ${tilesN}u) * ${BN}u;
+  let mb = g / ${tilesN}u;
+  let m0 = (mb % ${tilesM}u) * ${BM}u;
+  let b = mb / ${tilesM}u;
+  let aBase = b * ${p.M * p.K}u;
+  let bBase = b * ${p.bStride}u;
+  let oBase = b * ${p.M * p.N}u;
+  ${decl.join('\n  ')}
+  for (var k = 0u; k < ${v4 ? p.K / 4 : p.K}u; k++) {
+    ${inner.join('\n    ')}
+  }
+  ${epi.join('\n  ')}
+}
+`;
+}
+
+function matmulWGSL(p: KernelParams): string {
+  if (p.tile.mode === 'direct') return directWGSL(p);
+  const { wx, wy, tm, tn, kt } = p.tile;
+  const BM = wy * tm, BN = wx * tn, NT = wx * wy;
+  if ((BM * kt) % NT !== 0 || (BN * kt) % NT !== 0) throw new Error(`matmul tile ${JSON.stringify(p.tile)} does not divide`);
+  const tilesM = Math.ceil(p.M / BM), tilesN = Math.ceil(p.N / BN);
+  const total = tilesM * tilesN * p.batch;
+
+  // Staging loads: element e of a block, e = lid + s * NT.
+  // A block [BM rows][kt]: element e -> row e / kt, k e % kt (consecutive threads read along K).
+  const loadA: string[] = [];
+  for (let s = 0; s < (BM * kt) / NT; s++) {
+    loadA.push(`{
+      let e = lid + ${s * NT}u;
+      let r = e / ${kt}u; let c = e % ${kt}u;
+      let m = m0 + r; let k = k0 + c;
+      As[c * ${BM}u + r] = select(0.0, A[aBase + m * ${p.K}u + k], m < ${p.M}u && k < ${p.K}u);
+    }`);
+  }
+  const loadB: string[] = [];
+  for (let s = 0; s < (BN * kt) / NT; s++) {
+    loadB.push(p.transB
+      ? `{
+      let e = lid + ${s * NT}u;
+      let r = e / ${kt}u; let c = e % ${kt}u;
+      let n = n0 + r; let k = k0 + c;
+      Bs[c * ${BN}u + r] = select(0.0, B[bBase + n * ${p.K}u + k], n < ${p.N}u && k < ${p.K}u);
+    }`
+      : `{
+      let e = lid + ${s * NT}u;
+      let c = e / ${BN}u; let r = e % ${BN}u;
+      let n = n0 + r; let k = k0 + c;
+      Bs[c * ${BN}u + r] = select(0.0, B[bBase + k * ${p.N}u + n], n < ${p.N}u && k < ${p.K}u);
+    }`);
+  }
+
+  const decl: string[] = [];
+  const inner: string[] = [];
+  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) decl.push(`var acc${i}_${j} = 0.0;`);
+  for (let i = 0; i < tm; i++) inner.push(`let a${i} = As[ak + ${i}u];`);
+  for (let j = 0; j < tn; j++) inner.push(`let b${j} = Bs[bk + ${j * wx}u];`);
+  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) inner.push(`acc${i}_${j} = fma(a${i}, b${j}, acc${i}_${j});`);
+
+  const epi: string[] = [];
+  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) {
+    epi.push(`{
+      let m = m0 + ty * ${tm}u + ${i}u; let n = n0 + tx + ${j * wx}u;
+      if (m < ${p.M}u && n < ${p.N}u) {
+        let o = oBase + m * ${p.N}u + n;
+        var v = acc${i}_${j}${p.alpha !== 1 ? ` * ${f32lit(p.alpha)}` : ''};
+        ${p.bias ? 'v += bias[n];' : ''}
+        v = ${ACT_WGSL[p.activation]};
+        ${p.residual ? 'v += residual[o];' : ''}
+        out[o] = v;
+      }
+    }`);
+  }
+
+  let binding = 0;
+  const bindings = [
+    `@group(0) @binding(${binding++}) var<storage, read> A: array<f32>;`,
+    `@group(0) @binding(${binding++}) var<storage, read> B: array<f32>;`,
+    p.bias ? `@group(0) @binding(${binding++}) var<storage, read> bias: array<f32>;` : '',
+    p.residual ? `@group(0) @binding(${binding++}) var<storage, read> residual: array<f32>;` : '',
+    `@group(0) @binding(${binding++}) var<storage, read_write> out: array<f32>;`,
+  ].filter((s) => s);
+
+  return /* wgsl */ `
+// ---- kernel: matmul ${p.transB ? 'A·Bᵀ' : 'A·B'} batch=${p.batch} M=${p.M} N=${p.N} K=${p.K} act=${p.activation} bias=${p.bias} residual=${p.residual} tile=${wx}x${wy}/${tm}x${tn}/${kt} ----
+${bindings.join('\n')}
+
+var<workgroup> As: array<f32, ${kt * BM}>; // [kt][BM]
+var<workgroup> Bs: array<f32, ${kt * BN}>; // [kt][BN]
+${p.activation === 'gelu' ? ERF_WGSL : ''}
+@compute @workgroup_size(${wx}, ${wy})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_id) lid3: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let g = wid.y * nwg.x + wid.x; // flat tile index: n-tile fastest, then m-tile, then batch
+  if (g >= ${total}u) { return; }
+  let tx = lid3.x; let ty = lid3.y;
+  let n0 = (g % ${tilesN}u) * ${BN}u;
+  let mb = g / ${tilesN}u;
+  let m0 = (mb % ${tilesM}u) * ${BM}u;
+  let b = mb / ${tilesM}u;
+  let aBase = b * ${p.M * p.K}u;
+  let bBase = b * ${p.bStride}u;
+  let oBase = b * ${p.M * p.N}u;
+  ${decl.join('\n  ')}
+  for (var k0 = 0u; k0 < ${p.K}u; k0 += ${kt}u) {
+    ${loadA.join('\n    ')}
+    ${loadB.join('\n    ')}
+    workgroupBarrier();
+    for (var kk = 0u; kk < ${kt}u; kk++) {
+      let ak = kk * ${BM}u + ty * ${tm}u;
+      let bk = kk * ${BN}u + tx;
+      ${inner.join('\n      ')}
+    }
+    workgroupBarrier();
+  }
+  ${epi.join('\n  ')}
+}
+`;
+}
+
+function dispatch(ctx: GpuContext, p: KernelParams, a: Tensor, b: Tensor, bias: Tensor | undefined,
+                  residual: Tensor | undefined, out: Tensor): void {
+  const { wx, tm, tn } = p.tile;
+  const wy = p.tile.mode === 'direct' ? 1 : p.tile.wy;
+  const total = Math.ceil(p.M / (wy * tm)) * Math.ceil(p.N / (wx * tn)) * p.batch;
+  const bindings: Tensor[] = [a, b];
+  if (bias) bindings.push(bias);
+  if (residual) bindings.push(residual);
+  bindings.push(out);
+  ctx.run({
+    pipeline: ctx.pipeline(p.transB ? 'matmul_nt' : 'matmul_nn', matmulWGSL(p)),
+    bindings,
+    workgroups: grid1d(total).workgroups,
+  });
+}
+
+const shapeStr = (t: Tensor): string => `[${t.shape.join(', ')}]`;
+
+function checkOut(name: string, out: Tensor | undefined, shape: readonly number[]): void {
+  if (!out) return;
+  if (out.shape.length !== shape.length || out.shape.some((d, i) => d !== shape[i])) {
+    throw new Error(`${name}: out has shape ${shapeStr(out)}, expected [${shape.join(', ')}]`);
+  }
+}
+
+export interface LinearOptions {
+  /** [N] */
+  bias?: Tensor;
+  /** applied after the bias; 'gelu' is the exact (erf) GELU of torch.nn.GELU() */
+  activation?: Activation;
+  /** added after the activation (x + mlp(x)); same shape as the output */
+  residual?: Tensor;
+  out?: Tensor;
+  /** tiling override (benchmarks) */
+  tile?: MatmulTile;
+}
+
+/**
+ * torch.nn.Linear with a fused epilogue: out = act(x · weightᵀ + bias) + residual.
+ *
+ * x [..., K], weight [N, K] (PyTorch layout), bias [N], residual [..., N] -> out [..., N]
+ */
+export function linear(ctx: GpuContext, x: Tensor, weight: Tensor, opts: LinearOptions = {}): Tensor {
+  const K = x.shape[x.shape.length - 1];
+  if (K === undefined) throw new Error(`linear: input ${shapeStr(x)} has no feature axis`);
+  if (weight.shape.length !== 2) throw new Error(`linear: weight ${shapeStr(weight)} is not [out, in]`);
+  const [N, Kw] = weight.shape as [number, number];
+  if (Kw !== K) throw new Error(`linear: input ${shapeStr(x)} has K=${K} features but weight ${shapeStr(weight)} expects ${Kw}`);
+  const lead = x.shape.slice(0, -1);
+  const outShape = [...lead, N];
+  const M = x.size / K;
+  if (opts.bias && (opts.bias.shape.length !== 1 || opts.bias.shape[0] !== N)) {
+    throw new Error(`linear: bias ${shapeStr(opts.bias)} does not match weight ${shapeStr(weight)} (expected [${N}])`);
+  }
+  if (opts.residual && (opts.residual.shape.length !== outShape.length || opts.residual.shape.some((d, i) => d !== outShape[i]))) {
+    throw new Error(`linear: residual ${shapeStr(opts.residual)} does not match output [${outShape.join(', ')}]`);
+  }
+  checkOut('linear', opts.out, outShape);
+  if (x.dtype !== 'f32' || weight.dtype !== 'f32') throw new Error('linear: only f32 tensors are supported');
+  const out = opts.out ?? ctx.empty(outShape);
+  if (M === 0 || N === 0) return out;
+  dispatch(ctx, {
+    batch: 1, M, N, K, transB: true, bStride: 0, alpha: 1,
+    bias: !!opts.bias, activation: opts.activation ?? 'none', residual: !!opts.residual,
+    tile: opts.tile ?? DEFAULT_TILE,
+  }, x, weight, opts.bias, opts.residual, out);
+  return out;
+}
+
+export interface MatmulOptions {
+  /** b is [B, N, K] (or [N, K]) and is used transposed: out = a · bᵀ (e.g. q · kᵀ) */
+  transposeB?: boolean;
+  /** scale applied to the product (e.g. 1/sqrt(head_dim)) */
+  alpha?: number;
+  out?: Tensor;
+  tile?: MatmulTile;
+}
+
+/**
+ * Batched matrix multiply: out[b] = alpha * a[b] · op(b[b]).
+ *
+ * a [B, M, K] or [M, K]; b [B, K, N] (or [B, N, K] with transposeB); a 2-D b is shared by the
+ * whole batch -> out [B, M, N] (or [M, N] when both are 2-D).
+ */
+export function matmul(ctx: GpuContext, a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const transB = opts.transposeB ?? false;
+  if (a.shape.length !== 2 && a.shape.length !== 3) throw new Error(`matmul: a ${shapeStr(a)} must be [B, M, K] or [M, K]`);
+  if (b.shape.length !== 2 && b.shape.length !== 3) throw new Error(`matmul: b ${shapeStr(b)} must be 2-D or 3-D`);
+  const [batchA, M, K] = (a.shape.length === 3 ? a.shape : [1, ...a.shape]) as [number, number, number];
+  const [batchB, b1, b2] = (b.shape.length === 3 ? b.shape : [1, ...b.shape]) as [number, number, number];
+  const [Kb, N] = transB ? [b2, b1] : [b1, b2];
+  if (Kb !== K) {
+    throw new Error(`matmul: a ${shapeStr(a)} has K=${K} but b ${shapeStr(b)}${transB ? ' (transposed)' : ''} has K=${Kb}`);
+  }
+  if (b.shape.length === 3 && batchB !== batchA) {
+    throw new Error(`matmul: batch of a ${shapeStr(a)} and b ${shapeStr(b)} differ`);
+  }
+  const outShape = a.shape.length === 2 && b.shape.length === 2 ? [M, N] : [batchA, M, N];
+  checkOut('matmul', opts.out, outShape);
+  if (a.dtype !== 'f32' || b.dtype !== 'f32') throw new Error('matmul: only f32 tensors are supported');
+  const out = opts.out ?? ctx.empty(outShape);
+  if (M === 0 || N === 0 || batchA === 0) return out;
+  dispatch(ctx, {
+    batch: batchA, M, N, K, transB, bStride: b.shape.length === 3 ? K * N : 0, alpha: opts.alpha ?? 1,
+    bias: false, activation: 'none', residual: false, tile: opts.tile ?? DEFAULT_TILE,
+  }, a, b, undefined, undefined, out);
+  return out;
+}

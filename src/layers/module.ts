@@ -1,0 +1,12 @@
+import type { Tensor } from '../gpu/tensor.js';
+
+/**
+ * Where layers get their parameters: by official name and expected shape. The weight loader
+ * (src/io/weights.ts) implements it, collecting every missing or mis-shaped tensor into one error.
+ */
+export interface WeightSource {
+  tensor(name: string, shape: readonly number[]): Tensor;
+}
+
+/** Joins name parts the way PyTorch's state_dict does (`a.b.0.c`). */
+export const join = (...parts: (string | number)[]): string => parts.filter((p) => p !== '').join('.');

@@ -1,0 +1,132 @@
+import { describe, expect, it } from 'vitest';
+import { attention, attentionPacked } from '../src/kernels/attention.js';
+import { gpu, maxAbs, maxAbsDiff, randn } from './helpers.js';
+
+/**
+ * float64 reference: softmax(q kᵀ · scale) v per (batch, head), heads packed in channels.
+ * q: [B, Nq, H*d], k: [B, Nk, H*d], v: [B, Nk, H*dv] -> [B, Nq, H*dv]
+ */
+function attentionRef(q: Float32Array, k: Float32Array, v: Float32Array, b: number, nq: number, nk: number,
+  heads: number, d: number, dv: number, scale = 1 / Math.sqrt(d)): Float64Array {
+  const out = new Float64Array(b * nq * heads * dv);
+  const s = new Float64Array(nk);
+  for (let bi = 0; bi < b; bi++) for (let h = 0; h < heads; h++) for (let i = 0; i < nq; i++) {
+    const qo = (bi * nq + i) * heads * d + h * d;
+    let m = -Infinity;
+    for (let j = 0; j < nk; j++) {
+      const ko = (bi * nk + j) * heads * d + h * d;
+      let dot = 0;
+      for (let c = 0; c < d; c++) dot += q[qo + c]! * k[ko + c]!;
+      s[j] = dot * scale;
+      m = Math.max(m, s[j]!);
+    }
+    let sum = 0;
+    for (let j = 0; j < nk; j++) { s[j] = Math.exp(s[j]! - m); sum += s[j]!; }
+    const oo = (bi * nq + i) * heads * dv + h * dv;
+    for (let j = 0; j < nk; j++) {
+      const p = s[j]! / sum, vo = (bi * nk + j) * heads * dv + h * dv;
+      for (let c = 0; c < dv; c++) out[oo + c] += p * v[vo + c]!;
+    }
+  }
+  return out;
+}
+
+/** Splits a packed [B, N, (3, H, d)] qkv into q, k, v of [B, N, H*d] each. */
+function unpackQkv(qkv: Float32Array, b: number, n: number, c: number): [Float32Array, Float32Array, Float32Array] {
+  const parts = [new Float32Array(b * n * c), new Float32Array(b * n * c), new Float32Array(b * n * c)] as const;
+  for (let t = 0; t < b * n; t++) for (let p = 0; p < 3; p++) {
+    parts[p].set(qkv.subarray(t * 3 * c + p * c, t * 3 * c + (p + 1) * c), t * c);
+  }
+  return [parts[0], parts[1], parts[2]];
+}
+
+async function check(b: number, nq: number, nk: number, heads: number, d: number, dv: number, seed: number,
+  opts: { scale?: number; qScale?: number; tol?: number } = {}): Promise<number> {
+  const ctx = await gpu();
+  const q = randn(b * nq * heads * d, seed, opts.qScale ?? 1);
+  const k = randn(b * nk * heads * d, seed + 1);
+  const v = randn(b * nk * heads * dv, seed + 2);
+  const qt = ctx.upload(q, [b, nq, heads * d]), kt = ctx.upload(k, [b, nk, heads * d]), vt = ctx.upload(v, [b, nk, heads * dv]);
+  const o = attention(ctx, qt, kt, vt, heads, opts.scale === undefined ? {} : { scale: opts.scale });
+  expect(o.shape).toEqual([b, nq, heads * dv]);
+  const got = await o.read();
+  const ref = attentionRef(q, k, v, b, nq, nk, heads, d, dv, opts.scale);
+  const err = maxAbsDiff(got, ref);
+  expect(err).toBeLessThan(opts.tol ?? 2e-5);
+  for (const t of [qt, kt, vt, o]) t.release();
+  return err;
+}
+
+describe('attention', () => {
+  it('odd sizes: B=2, Nq=37, Nk=53, 3 heads of d=16', async () => {
+    await check(2, 37, 53, 3, 16, 16, 10);
+  });
+  it('d=64, with dv != d', async () => {
+    await check(1, 70, 45, 2, 64, 32, 20);
+  });
+  it('a long row of keys (Nk=1100)', async () => {
+    await check(1, 9, 1100, 2, 16, 16, 30);
+  });
+  it('large logits (scale so they reach about ±60) do not overflow', async () => {
+    const ctx = await gpu();
+    // q, k ~ N(0, 1) with d = 16: q·k reaches about ±15; scale 4 puts the logits around ±60
+    const b = 1, nq = 40, nk = 67, heads = 2, d = 16;
+    const q = randn(b * nq * heads * d, 40), k = randn(b * nk * heads * d, 41), v = randn(b * nk * heads * d, 42);
+    let maxLogit = 0;
+    for (let i = 0; i < nq; i++) for (let j = 0; j < nk; j++) {
+      let dot = 0;
+      for (let c = 0; c < d; c++) dot += q[i * heads * d + c]! * k[j * heads * d + c]!;
+      maxLogit = Math.max(maxLogit, Math.abs(dot * 4));
+    }
+    expect(maxLogit).toBeGreaterThan(60);
+    const o = await attention(ctx, ctx.upload(q, [b, nq, heads * d]), ctx.upload(k, [b, nk, heads * d]),
+      ctx.upload(v, [b, nk, heads * d]), heads, { scale: 4 }).read();
+    expect(o.every(Number.isFinite)).toBe(true);
+    expect(maxAbsDiff(o, attentionRef(q, k, v, b, nq, nk, heads, d, d, 4))).toBeLessThan(1e-4);
+  });
+  it('packed qkv gives the same result as separate q, k, v', async () => {
+    const ctx = await gpu();
+    const b = 2, n = 37, heads = 3, d = 16, c = heads * d;
+    const qkv = randn(b * n * 3 * c, 50);
+    const [q, k, v] = unpackQkv(qkv, b, n, c);
+    const packed = await attentionPacked(ctx, ctx.upload(qkv, [b, n, 3 * c]), heads).read();
+    const separate = await attention(ctx, ctx.upload(q, [b, n, c]), ctx.upload(k, [b, n, c]), ctx.upload(v, [b, n, c]), heads).read();
+    expect(maxAbsDiff(packed, separate)).toBe(0);
+    expect(maxAbsDiff(packed, attentionRef(q, k, v, b, n, n, heads, d, d))).toBeLessThan(2e-5);
+  });
+  it('packed with d=64 (ViT-S-like 6 heads), 1 window of 50 tokens', async () => {
+    const ctx = await gpu();
+    const b = 1, n = 50, heads = 6, d = 64, c = heads * d;
+    const qkv = randn(b * n * 3 * c, 60);
+    const [q, k, v] = unpackQkv(qkv, b, n, c);
+    const got = await attentionPacked(ctx, ctx.upload(qkv, [b, n, 3 * c]), heads).read();
+    expect(maxAbsDiff(got, attentionRef(q, k, v, b, n, n, heads, d, d))).toBeLessThan(2e-5);
+  });
+  it('head dims that are not multiples of 4 (scalar path), d=6', async () => {
+    await check(2, 11, 19, 2, 6, 6, 70);
+  });
+  it('d=256 (small key tiles to fit 16 KiB)', async () => {
+    await check(1, 5, 21, 1, 256, 256, 80);
+  });
+  it('tile configurations agree', async () => {
+    const ctx = await gpu();
+    const b = 1, n = 45, heads = 3, d = 16, c = heads * d;
+    const qkv = ctx.upload(randn(b * n * 3 * c, 90), [b, n, 3 * c]);
+    const a = await attentionPacked(ctx, qkv, heads, { config: { bq: 64, bk: 32 } }).read();
+    for (const config of [{ bq: 32, bk: 16 }, { bq: 16, bk: 7 }, { bq: 128, bk: 64 }]) {
+      const o = await attentionPacked(ctx, qkv, heads, { config }).read();
+      expect(maxAbsDiff(o, a)).toBeLessThan(1e-5 * Math.max(1, maxAbs(a)));
+    }
+  });
+  it('rejects bad shapes', async () => {
+    const ctx = await gpu();
+    const t = (...s: number[]) => ctx.empty(s);
+    expect(() => attention(ctx, t(2, 5, 48), t(1, 7, 48), t(1, 7, 48), 3)).toThrow(/batch/);
+    expect(() => attention(ctx, t(1, 5, 48), t(1, 7, 48), t(1, 6, 48), 3)).toThrow(/tokens/);
+    expect(() => attention(ctx, t(1, 5, 48), t(1, 7, 32), t(1, 7, 48), 3)).toThrow(/channel/);
+    expect(() => attention(ctx, t(1, 5, 48), t(1, 7, 48), t(1, 7, 48), 5)).toThrow(/heads/);
+    expect(() => attention(ctx, t(5, 48), t(7, 48), t(7, 48), 3)).toThrow(/\[B, N, C\]/);
+    expect(() => attentionPacked(ctx, t(1, 5, 48), 3)).toThrow(/3\*H\*d/);
+    expect(() => attentionPacked(ctx, t(5, 144), 3)).toThrow(/3\*H\*d/);
+  });
+});

@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import { conv2d } from '../src/kernels/conv2d.js';
+import { gpu, maxAbs, maxAbsDiff, randn } from './helpers.js';
+
+/** torch.nn.Conv2d in float64 on channels-last x [B,H,W,Cin], weight [Cout,Cin/g,kh,kw]. */
+function convRef(x: Float32Array, xs: number[], w: Float32Array, ws: number[], bias: Float32Array | undefined,
+  stride: number, pad: number, groups: number): { out: Float64Array; shape: number[] } {
+  const [B, H, W, Cin] = xs as [number, number, number, number];
+  const [Cout, cinG, kh, kw] = ws as [number, number, number, number];
+  const coutG = Cout / groups;
+  const Ho = Math.floor((H + 2 * pad - kh) / stride) + 1, Wo = Math.floor((W + 2 * pad - kw) / stride) + 1;
+  const out = new Float64Array(B * Ho * Wo * Cout);
+  for (let b = 0; b < B; b++) for (let oy = 0; oy < Ho; oy++) for (let ox = 0; ox < Wo; ox++) for (let co = 0; co < Cout; co++) {
+    let acc = bias ? bias[co]! : 0;
+    const g = Math.floor(co / coutG);
+    for (let c = 0; c < cinG; c++) for (let ky = 0; ky < kh; ky++) for (let kx = 0; kx < kw; kx++) {
+      const iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+      if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+      acc += x[((b * H + iy) * W + ix) * Cin + g * cinG + c]! * w[((co * cinG + c) * kh + ky) * kw + kx]!;
+    }
+    out[((b * Ho + oy) * Wo + ox) * Cout + co] = acc;
+  }
+  return { out, shape: [B, Ho, Wo, Cout] };
+}
+
+interface Case { name: string; B: number; H: number; W: number; Cin: number; Cout: number; k: number; stride: number; pad: number; groups: number; bias: boolean }
+const cases: Case[] = [
+  { name: 'patch embed 16x16 stride 16 (3->40)', B: 1, H: 48, W: 64, Cin: 3, Cout: 40, k: 16, stride: 16, pad: 0, groups: 1, bias: true },
+  { name: '1x1 (37->70, odd sizes)', B: 2, H: 5, W: 7, Cin: 37, Cout: 70, k: 1, stride: 1, pad: 0, groups: 1, bias: true },
+  { name: '3x3 pad 1 (24->67)', B: 1, H: 9, W: 11, Cin: 24, Cout: 67, k: 3, stride: 1, pad: 1, groups: 1, bias: false },
+  { name: '3x3 stride 2 pad 1 (1->4)', B: 1, H: 17, W: 15, Cin: 1, Cout: 4, k: 3, stride: 2, pad: 1, groups: 1, bias: true },
+  { name: '3x3 stride 2 pad 1 (4->16)', B: 1, H: 9, W: 8, Cin: 4, Cout: 16, k: 3, stride: 2, pad: 1, groups: 1, bias: true },
+  { name: 'depthwise 7x7 pad 3 (C=20)', B: 2, H: 10, W: 9, Cin: 20, Cout: 20, k: 7, stride: 1, pad: 3, groups: 20, bias: true },
+  { name: 'grouped 3x3 (12->8, groups 4)', B: 1, H: 6, W: 5, Cin: 12, Cout: 8, k: 3, stride: 1, pad: 1, groups: 4, bias: false },
+];
+
+describe('conv2d', () => {
+  for (const c of cases) {
+    it(c.name, async () => {
+      const ctx = await gpu();
+      const xs = [c.B, c.H, c.W, c.Cin], ws = [c.Cout, c.Cin / c.groups, c.k, c.k];
+      const x = randn(xs.reduce((a, b) => a * b), 11), w = randn(ws.reduce((a, b) => a * b), 12, 0.2);
+      const bias = c.bias ? randn(c.Cout, 13) : undefined;
+      const ref = convRef(x, xs, w, ws, bias, c.stride, c.pad, c.groups);
+      const out = conv2d(ctx, ctx.upload(x, xs), ctx.upload(w, ws), bias && ctx.upload(bias, [c.Cout]),
+        { stride: c.stride, padding: c.pad, groups: c.groups });
+      expect(out.shape).toEqual(ref.shape);
+      const got = await out.read();
+      // f32 accumulation over K terms of size ~0.2..1
+      expect(maxAbsDiff(got, ref.out)).toBeLessThan(2e-5 * Math.max(1, maxAbs(ref.out)));
+    });
+  }
+  it('rejects mismatched groups', async () => {
+    const ctx = await gpu();
+    expect(() => conv2d(ctx, ctx.empty([1, 4, 4, 6]), ctx.empty([4, 4, 3, 3]), undefined, { groups: 2 })).toThrow(/groups/);
+  });
+});

@@ -1,0 +1,185 @@
+/**
+ * A minimal reader for the zip files torch.save writes, written from the zip specification
+ * (PKWARE APPNOTE). It handles what a PyTorch checkpoint needs:
+ *
+ *   [local header 1][data 1] ... [local header n][data n]
+ *   [central directory: one header per entry]
+ *   [ZIP64 end of central directory record + locator]   (torch writes these even for small files)
+ *   [end of central directory record]                   (22 bytes + comment, at the very end)
+ *
+ * Entries are found through the central directory (torch's local headers carry zero sizes and a
+ * data descriptor, so only the central directory has the sizes). Only STORED (uncompressed)
+ * entries can be read; torch never compresses, and a DEFLATE entry gets an error saying so.
+ * Each entry's CRC-32 is checked when it is read.
+ *
+ * Every problem is a `ZipError` whose message starts with the file's name and says what is
+ * missing or damaged.
+ */
+
+export class ZipError extends Error {
+  override name = 'ZipError';
+}
+
+export interface ZipEntry {
+  name: string;
+  /** 0 = STORED, 8 = DEFLATE. */
+  method: number;
+  compressedSize: number;
+  size: number;
+  crc32: number;
+  localHeaderOffset: number;
+}
+
+export interface ZipArchive {
+  readonly source: string;
+  /** Entries by name, in central directory order. */
+  readonly entries: Map<string, ZipEntry>;
+  /** An entry's bytes: a view of the archive's bytes (STORED entries only), CRC-checked. */
+  read(name: string): Uint8Array;
+}
+
+const SIG_LOCAL = 0x04034b50;
+const SIG_CENTRAL = 0x02014b50;
+const SIG_EOCD = 0x06054b50;
+const SIG_EOCD64 = 0x06064b50;
+const SIG_EOCD64_LOCATOR = 0x07064b50;
+const EOCD_SIZE = 22;
+const MAX_COMMENT = 0xffff;
+
+export function openZip(bytes: Uint8Array, source = '<bytes>'): ZipArchive {
+  const fail = (msg: string): never => {
+    throw new ZipError(`${source}: ${msg}`);
+  };
+  const len = bytes.byteLength;
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, len);
+  const u16 = (p: number) => dv.getUint16(p, true);
+  const u32 = (p: number) => dv.getUint32(p, true);
+  const u64 = (p: number) => {
+    const v = dv.getBigUint64(p, true);
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) fail(`64-bit field at byte ${p} is too large (${v})`);
+    return Number(v);
+  };
+
+  if (len < 4 || u32(0) !== SIG_LOCAL) {
+    fail(len < 4 ? `file is only ${len} bytes: empty or truncated`
+      : 'not a zip file (no local header signature at byte 0): a PyTorch checkpoint saved by torch.save is a zip; ' +
+        'files from torch < 1.6 (legacy tar/pickle format) are not supported');
+  }
+
+  // End of central directory: the last record with its signature whose comment ends the file.
+  let eocd = -1;
+  for (let p = len - EOCD_SIZE; p >= Math.max(0, len - EOCD_SIZE - MAX_COMMENT); p--) {
+    if (u32(p) === SIG_EOCD && p + EOCD_SIZE + u16(p + 20) === len) { eocd = p; break; }
+  }
+  if (eocd < 0) {
+    fail(`truncated or corrupt: the end of central directory record is missing, so the central directory ` +
+      `(the zip's table of contents, stored at the end) cannot be found; the file is ${len} bytes — ` +
+      `was the download or copy interrupted?`);
+  }
+
+  let count = u16(eocd + 10);
+  let cdSize = u32(eocd + 12);
+  let cdOffset = u32(eocd + 16);
+  let cdEnd = eocd; // where the central directory should end
+  const loc = eocd - 20;
+  if (loc >= 0 && u32(loc) === SIG_EOCD64_LOCATOR) {
+    const rec = u64(loc + 8);
+    if (rec + 56 > loc || u32(rec) !== SIG_EOCD64) {
+      // It normally sits just before its locator; if it is there, the file has lost or gained bytes.
+      const actual = loc - 56;
+      if (actual >= 0 && u32(actual) === SIG_EOCD64) fail(`truncated or corrupt: ${shifted('the ZIP64 end record', rec, actual)}`);
+      fail(`corrupt: the ZIP64 end of central directory record is not at byte ${rec} where its locator points`);
+    }
+    count = u64(rec + 32);
+    cdSize = u64(rec + 40);
+    cdOffset = u64(rec + 48);
+    cdEnd = rec;
+  } else if (count === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff) {
+    fail('corrupt: the end record asks for ZIP64 but there is no ZIP64 locator before it');
+  }
+  if (cdOffset + cdSize !== cdEnd) {
+    fail(`truncated or corrupt: ${shifted('the central directory', cdOffset, cdEnd - cdSize)}`);
+  }
+
+  const entries = new Map<string, ZipEntry>();
+  const utf8 = new TextDecoder('utf-8');
+  let p = cdOffset;
+  for (let i = 0; i < count; i++) {
+    if (p + 46 > cdEnd || u32(p) !== SIG_CENTRAL) {
+      fail(`corrupt central directory: header ${i} of ${count} is missing at byte ${p}`);
+    }
+    const flags = u16(p + 8);
+    const nameLen = u16(p + 28);
+    const extraLen = u16(p + 30);
+    const commentLen = u16(p + 32);
+    const name = utf8.decode(bytes.subarray(p + 46, p + 46 + nameLen));
+    if (flags & 1) fail(`entry "${name}" is encrypted`);
+    const e: ZipEntry = {
+      name, method: u16(p + 10), crc32: u32(p + 16),
+      compressedSize: u32(p + 20), size: u32(p + 24), localHeaderOffset: u32(p + 42),
+    };
+    // ZIP64 extra field (id 1): 64-bit values for exactly the fields that are 0xFFFFFFFF, in this order.
+    for (let x = p + 46 + nameLen, xEnd = x + extraLen; x + 4 <= xEnd; x += 4 + u16(x + 2)) {
+      if (u16(x) !== 1) continue;
+      let q = x + 4;
+      if (e.size === 0xffffffff) { e.size = u64(q); q += 8; }
+      if (e.compressedSize === 0xffffffff) { e.compressedSize = u64(q); q += 8; }
+      if (e.localHeaderOffset === 0xffffffff) { e.localHeaderOffset = u64(q); q += 8; }
+    }
+    entries.set(name, e);
+    p += 46 + nameLen + extraLen + commentLen;
+  }
+
+  const read = (name: string): Uint8Array => {
+    const e = entries.get(name);
+    if (!e) return fail(`entry "${name}" is missing from the archive`);
+    if (e.method !== 0) {
+      fail(`entry "${name}" is compressed (method ${e.method}${e.method === 8 ? ', DEFLATE' : ''}); only STORED ` +
+        `entries are supported, as torch.save writes them — re-save the checkpoint with torch.save`);
+    }
+    const h = e.localHeaderOffset;
+    if (h + 30 > cdOffset || u32(h) !== SIG_LOCAL) {
+      fail(`corrupt: the local header of entry "${name}" is not at byte ${h} where the central directory points`);
+    }
+    const start = h + 30 + u16(h + 26) + u16(h + 28);
+    const end = start + e.compressedSize;
+    if (end > cdOffset) {
+      fail(`truncated or corrupt: the data of entry "${name}" should span bytes [${start}, ${end}), ` +
+        `past the start of the central directory at byte ${cdOffset}`);
+    }
+    const data = bytes.subarray(start, end);
+    const crc = crc32(data);
+    if (crc !== e.crc32) {
+      fail(`corrupt: the data of entry "${name}" fails its CRC-32 check (stored ${hex(e.crc32)}, computed ${hex(crc)})`);
+    }
+    return data;
+  };
+
+  return { source, entries, read };
+}
+
+/** Describes a structure found at `actual` while the file says it is at `stated`. */
+const shifted = (what: string, stated: number, actual: number) =>
+  `${what} is at byte ${actual}, but the file says it is at byte ${stated}: ` +
+  (stated > actual ? `${stated - actual} bytes are missing before it (part of the file was cut out)`
+    : `${actual - stated} unexpected bytes were found before it`);
+
+const hex = (v: number) => '0x' + v.toString(16).padStart(8, '0');
+
+let crcTable: Uint32Array | null = null;
+
+/** CRC-32 (IEEE 802.3, the zip checksum). */
+export function crc32(data: Uint8Array): number {
+  if (!crcTable) {
+    crcTable = new Uint32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+      crcTable[n] = c >>> 0;
+    }
+  }
+  const t = crcTable;
+  let c = 0xffffffff;
+  for (let i = 0; i < data.length; i++) c = t[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}

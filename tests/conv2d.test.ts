@@ -31,6 +31,7 @@ const cases: Case[] = [
   { name: '3x3 stride 2 pad 1 (1->4)', B: 1, H: 17, W: 15, Cin: 1, Cout: 4, k: 3, stride: 2, pad: 1, groups: 1, bias: true },
   { name: '3x3 stride 2 pad 1 (4->16)', B: 1, H: 9, W: 8, Cin: 4, Cout: 16, k: 3, stride: 2, pad: 1, groups: 1, bias: true },
   { name: 'depthwise 7x7 pad 3 (C=20)', B: 2, H: 10, W: 9, Cin: 20, Cout: 20, k: 7, stride: 1, pad: 3, groups: 20, bias: true },
+  { name: 'depthwise 3x3 stride 2 pad 1 (C=6, W=13)', B: 1, H: 9, W: 13, Cin: 6, Cout: 6, k: 3, stride: 2, pad: 1, groups: 6, bias: false },
   { name: 'grouped 3x3 (12->8, groups 4)', B: 1, H: 6, W: 5, Cin: 12, Cout: 8, k: 3, stride: 1, pad: 1, groups: 4, bias: false },
 ];
 

@@ -9,22 +9,25 @@ import { grid1d } from './util.js';
  *   x [B, H, W, Cin], weight [Cout, Cin/groups, kh, kw], bias [Cout]  ->  out [B, Ho, Wo, Cout]
  *   Ho = floor((H + 2*padding - kh) / stride) + 1 (likewise Wo)
  *
- * Two kernels:
+ * Three kernels:
  * - `conv2d_gemm` (groups = 1, Cout >= 16): an implicit GEMM, M = B*Ho*Wo output pixels, N = Cout,
  *   K = Cin*kh*kw, each invocation holding a TM x TN register tile (TM pixels x TN channels).
  *   K is walked as (ky, kx, ci) so the activation reads run along the contiguous channel axis and
  *   no division is needed inside the loop; the weight is read in place at [co, ci, ky, kx].
  *   The pixels of a tile are the same for all invocations of a workgroup row, so their loads are
  *   uniform across the SIMD lanes of a CPU implementation; channels vary across lanes.
- * - `conv2d_direct` (anything else: depthwise, grouped, few output channels): one invocation per
- *   output value, looping over its group's input channels and the kernel window.
+ * - `conv2d_depthwise` (groups = Cin = Cout, e.g. ConvNeXt's 7x7): one invocation per channel and
+ *   4 neighbouring output pixels along x, which share the input columns they read.
+ * - `conv2d_direct` (anything else: grouped, few output channels such as the mask downsampler's
+ *   first layers): one invocation per output value, looping over its group's input channels and
+ *   the kernel window.
  */
 export interface Conv2dOptions {
   stride?: number;
   padding?: number;
   groups?: number;
-  /** tiling override (benchmarks) */
-  tile?: ConvTile;
+  /** tiling of the dense kernel (benchmarks) */
+  regTile?: ConvRegTile;
 }
 
 interface ConvGeom {
@@ -37,26 +40,59 @@ interface ConvGeom {
 // ---------------------------------------------------------------- implicit GEMM (dense convs)
 
 /** Register tile and workgroup shape of the implicit GEMM. */
-const TM = 4; // output pixels per invocation (uniform across the workgroup's x lanes)
-const TN = 4; // output channels per invocation (strided by WGX)
-const WGX = 16; // invocations along N
-const WGY = 4; // invocations along M
+export interface ConvRegTile {
+  /** output pixels per invocation (the same for all invocations of a workgroup row) */
+  tm: number;
+  /** output channels per invocation (strided by wx) */
+  tn: number;
+  /** invocations along N (the SIMD lanes on lavapipe) */
+  wx: number;
+  /** invocations along M */
+  wy: number;
+}
+export const CONV_REG_TILE: ConvRegTile = { tm: 8, tn: 4, wx: 8, wy: 4 };
 
-const gemmWGSL = (g: ConvGeom, hasBias: boolean): string => {
+const gemmWGSL = (g: ConvGeom, hasBias: boolean, t: ConvRegTile): string => {
   const { B, H, W, Cin, Cout, kh, kw, stride, pad, Ho, Wo } = g;
+  const { tm: TM, tn: TN, wx: WGX, wy: WGY } = t;
   const M = B * Ho * Wo;
   const K = Cin * kh * kw;
   const BM = TM * WGY, BN = TN * WGX;
   const tilesN = Math.ceil(Cout / BN);
   const i_ = [...Array(TM).keys()], j_ = [...Array(TN).keys()];
+  // Without padding every tap is inside the input, and for one kernel row the taps (kx, ci) of a
+  // pixel are kw*Cin consecutive floats of x: one flat loop (the patch embedding's 16x3 = 48).
+  const unpaddedLoop = `for (var ky = 0u; ky < ${kh}u; ky++) {
+    ${i_.map((i) => `let a0${i} = xb${i} + (u32(iy${i}) + ky) * ${W * Cin}u + u32(ix${i}) * ${Cin}u;`).join('\n    ')}
+    for (var r = 0u; r < ${kw * Cin}u; r++) {
+      let kk = (r % ${Cin}u) * ${kh * kw}u + ky * ${kw}u + r / ${Cin}u; // weight [co, ci, ky, kx]
+      ${j_.map((j) => `let b${j} = w[wb${j} + kk];`).join(' ')}
+      ${i_.map((i) => `let a${i} = x[a0${i} + r];\n      ${j_.map((j) => `acc${i}_${j} = fma(a${i}, b${j}, acc${i}_${j});`).join(' ')}`).join('\n      ')}
+    }
+  }`;
+  const paddedLoop = `for (var ky = 0; ky < ${kh}; ky++) {
+    for (var kx = 0; kx < ${kw}; kx++) {
+      // Zero padding: rows whose input pixel is outside read x[0] and scale it by 0.
+      ${i_.map((i) => `let y${i} = iy${i} + ky; let x${i} = ix${i} + kx;
+      let ok${i} = y${i} >= 0 && y${i} < ${H} && x${i} >= 0 && x${i} < ${W};
+      let a0${i} = select(0u, xb${i} + (u32(y${i}) * ${W}u + u32(x${i})) * ${Cin}u, ok${i});
+      let s${i} = select(0.0, 1.0, ok${i});`).join('\n      ')}
+      let k0 = u32(ky * ${kw} + kx);
+      for (var ci = 0u; ci < ${Cin}u; ci++) {
+        let kk = ci * ${kh * kw}u + k0; // weight [co, ci, ky, kx]
+        ${j_.map((j) => `let b${j} = w[wb${j} + kk];`).join(' ')}
+        ${i_.map((i) => `let a${i} = x[a0${i} + ci] * s${i};\n        ${j_.map((j) => `acc${i}_${j} = fma(a${i}, b${j}, acc${i}_${j});`).join(' ')}`).join('\n        ')}
+      }
+    }
+  }`;
   return /* wgsl */ `
 // ---- kernel: conv2d_gemm ----
 // x [${B}, ${H}, ${W}, ${Cin}], w [${Cout}, ${Cin}, ${kh}, ${kw}] -> out [${B}, ${Ho}, ${Wo}, ${Cout}]
-// stride ${stride}, padding ${pad}; M = ${M}, N = ${Cout}, K = ${K}; tile ${BM} x ${BN}
+// stride ${stride}, padding ${pad}; M = ${M}, N = ${Cout}, K = ${K}; tile ${BM} x ${BN} (${TM} x ${TN} per invocation)
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
-@group(0) @binding(${hasBias ? 3 : 2}) var<storage, read_write> out: array<f32>;
 ${hasBias ? '@group(0) @binding(2) var<storage, read> bias: array<f32>;' : ''}
+@group(0) @binding(${hasBias ? 3 : 2}) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(${WGX}, ${WGY})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -68,131 +104,81 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let mb = tm * ${BM}u + lid.y * ${TM}u;
   let n0 = tn * ${BN}u + lid.x;
 
-  // Output pixel of each row of the tile: batch, top-left input corner.
+  // Output pixel of each row of the register tile: batch offset, top-left input corner.
   ${i_.map((i) => `let m${i} = min(mb + ${i}u, ${M - 1}u);
-  let ox${i} = i32(m${i} % ${Wo}u);
-  let oy${i} = i32((m${i} / ${Wo}u) % ${Ho}u);
   let xb${i} = (m${i} / ${Wo * Ho}u) * ${H * W * Cin}u;
-  let iy${i} = oy${i} * ${stride} - ${pad};
-  let ix${i} = ox${i} * ${stride} - ${pad};`).join('\n  ')}
-  // Weight row of each column of the tile (clamped; out-of-range columns are not stored).
+  let iy${i} = i32((m${i} / ${Wo}u) % ${Ho}u) * ${stride} - ${pad};
+  let ix${i} = i32(m${i} % ${Wo}u) * ${stride} - ${pad};`).join('\n  ')}
+  // Weight row of each column (clamped; out-of-range columns are computed but not stored).
   ${j_.map((j) => `let wb${j} = min(n0 + ${j * WGX}u, ${Cout - 1}u) * ${K}u;`).join('\n  ')}
 
-  ${i_.map((i) => `var acc${i} = vec4f(0.0);`).join('\n  ')}
-  for (var ky = 0; ky < ${kh}; ky++) {
-    for (var kx = 0; kx < ${kw}; kx++) {
-      ${i_.map((i) => `let y${i} = iy${i} + ky; let x${i} = ix${i} + kx;
-      let ok${i} = y${i} >= 0 && y${i} < ${H} && x${i} >= 0 && x${i} < ${W};
-      let a0${i} = select(0u, xb${i} + (u32(y${i}) * ${W}u + u32(x${i})) * ${Cin}u, ok${i});
-      let s${i} = select(0.0, 1.0, ok${i});`).join('\n      ')}
-      let k0 = u32(ky * ${kw} + kx);
-      for (var ci = 0u; ci < ${Cin}u; ci++) {
-        let kk = ci * ${kh * kw}u + k0;
-        let b = vec4f(${j_.map((j) => `w[wb${j} + kk]`).join(', ')});
-        ${i_.map((i) => `acc${i} += (x[a0${i} + ci] * s${i}) * b;`).join('\n        ')}
-      }
-    }
-  }
-  ${hasBias ? `let bv = vec4f(${j_.map((j) => `bias[min(n0 + ${j * WGX}u, ${Cout - 1}u)]`).join(', ')});` : ''}
+  ${i_.map((i) => j_.map((j) => `var acc${i}_${j} = 0.0;`).join(' ')).join('\n  ')}
+  ${pad === 0 ? unpaddedLoop : paddedLoop}
   ${i_.map((i) => `if (mb + ${i}u < ${M}u) {
-    ${j_.map((j) => `if (n0 + ${j * WGX}u < ${Cout}u) { out[(mb + ${i}u) * ${Cout}u + n0 + ${j * WGX}u] = acc${i}[${j}]${hasBias ? ` + bv[${j}]` : ''}; }`).join('\n    ')}
+    ${j_.map((j) => `if (n0 + ${j * WGX}u < ${Cout}u) { out[(mb + ${i}u) * ${Cout}u + n0 + ${j * WGX}u] = acc${i}_${j}${hasBias ? ` + bias[n0 + ${j * WGX}u]` : ''}; }`).join('\n    ')}
   }`).join('\n  ')}
 }
 `;
 };
 
-/** Tile of the shared-memory implicit GEMM (same roles as in matmul.ts). */
-export interface ConvTile { wx: number; wy: number; tm: number; tn: number; kt: number }
-export const CONV_TILE: ConvTile = { wx: 8, wy: 8, tm: 4, tn: 4, kt: 16 };
+// ---------------------------------------------------------------- depthwise (groups = Cin = Cout)
 
-const gemmSharedWGSL = (g: ConvGeom, hasBias: boolean, t: ConvTile): string => {
-  const { B, H, W, Cin, Cout, kh, kw, stride, pad, Ho, Wo } = g;
-  const { wx, wy, tm, tn, kt } = t;
-  const M = B * Ho * Wo, K = Cin * kh * kw, N = Cout;
-  const BM = wy * tm, BN = wx * tn, NT = wx * wy;
-  if (NT % kt !== 0 || (BM * kt) % NT !== 0 || (BN * kt) % NT !== 0) throw new Error(`conv2d tile ${JSON.stringify(t)} does not divide`);
-  const tilesN = Math.ceil(N / BN);
-  // Staging: element e = lid + s*NT of a [rows][kt] block -> row e / kt, k-offset e % kt = lid % kt,
-  // so each thread stages one fixed k column of the block and rows lid/kt + s*(NT/kt).
-  const rs = NT / kt;
-  const sA = (BM * kt) / NT, sB = (BN * kt) / NT;
-  const rowsA = [...Array(sA).keys()], rowsB = [...Array(sB).keys()];
-  const decl: string[] = [], inner: string[] = [], epi: string[] = [];
-  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) decl.push(`var acc${i}_${j} = 0.0;`);
-  for (let i = 0; i < tm; i++) inner.push(`let a${i} = As[ak + ${i}u];`);
-  for (let j = 0; j < tn; j++) inner.push(`let b${j} = Bs[bk + ${j * wx}u];`);
-  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) inner.push(`acc${i}_${j} = fma(a${i}, b${j}, acc${i}_${j});`);
-  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) epi.push(`{
-    let m = m0 + ty * ${tm}u + ${i}u; let n = n0 + tx + ${j * wx}u;
-    if (m < ${M}u && n < ${N}u) { out[m * ${N}u + n] = acc${i}_${j}${hasBias ? ' + bias[n]' : ''}; }
-  }`);
+/** Workgroup size of the depthwise and direct kernels. */
+const DWG = 64;
+/** Output pixels along x per invocation of the depthwise kernel (they share input columns). */
+const DW_TX = 4;
+
+const depthwiseWGSL = (g: ConvGeom, hasBias: boolean): string => {
+  const { B, H, W, Cin: C, kh, kw, stride, pad, Ho, Wo } = g;
+  const WoT = Math.ceil(Wo / DW_TX);
+  const total = B * Ho * WoT * C;
+  const span = (DW_TX - 1) * stride + kw; // input columns one invocation reads per kernel row
+  const t_ = [...Array(DW_TX).keys()];
   return /* wgsl */ `
-// ---- kernel: conv2d_gemm ----
-// x [${B}, ${H}, ${W}, ${Cin}], w [${Cout}, ${Cin}, ${kh}, ${kw}] -> out [${B}, ${Ho}, ${Wo}, ${Cout}]
-// stride ${stride}, padding ${pad}; implicit GEMM M = ${M} pixels, N = ${N}, K = ${K} as (ky, kx, ci)
-// tile ${wx}x${wy} threads, ${tm}x${tn} per thread, K step ${kt}
+// ---- kernel: conv2d_depthwise ----
+// x [${B}, ${H}, ${W}, ${C}], w [${C}, 1, ${kh}, ${kw}] -> out [${B}, ${Ho}, ${Wo}, ${C}]
+// stride ${stride}, padding ${pad}; ${DW_TX} output pixels along x per invocation
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 ${hasBias ? '@group(0) @binding(2) var<storage, read> bias: array<f32>;' : ''}
 @group(0) @binding(${hasBias ? 3 : 2}) var<storage, read_write> out: array<f32>;
 
-var<workgroup> As: array<f32, ${kt * BM}>; // [kt][BM] im2col block
-var<workgroup> Bs: array<f32, ${kt * BN}>; // [kt][BN] weight block
-
-@compute @workgroup_size(${wx}, ${wy})
+@compute @workgroup_size(${DWG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_id) lid3: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let g = wid.y * nwg.x + wid.x; // n-tile fastest
-  if (g >= ${Math.ceil(M / BM) * tilesN}u) { return; }
-  let tx = lid3.x; let ty = lid3.y;
-  let n0 = (g % ${tilesN}u) * ${BN}u;
-  let m0 = (g / ${tilesN}u) * ${BM}u;
-  let kc = lid % ${kt}u; // this thread's k column in the staged blocks
-  let r0 = lid / ${kt}u;
-  // The output pixels whose im2col rows this thread stages: top-left input corner and batch offset.
-  ${rowsA.map((s) => `let pm${s} = m0 + r0 + ${s * rs}u;
-  let pv${s} = pm${s} < ${M}u;
-  let pq${s} = min(pm${s}, ${M - 1}u);
-  let py${s} = i32((pq${s} / ${Wo}u) % ${Ho}u) * ${stride} - ${pad};
-  let px${s} = i32(pq${s} % ${Wo}u) * ${stride} - ${pad};
-  let pb${s} = i32(pq${s} / ${Wo * Ho}u) * ${H * W * Cin};`).join('\n  ')}
-  // The weight rows (output channels) this thread stages.
-  ${rowsB.map((s) => `let wn${s} = n0 + r0 + ${s * rs}u;
-  let wv${s} = wn${s} < ${N}u;
-  let wr${s} = min(wn${s}, ${N - 1}u) * ${K}u;`).join('\n  ')}
-  ${decl.join('\n  ')}
-  for (var k0 = 0u; k0 < ${K}u; k0 += ${kt}u) {
-    {
-      let k = k0 + kc;
-      let kv = k < ${K}u;
-      let ci = k % ${Cin}u;
-      let kyx = min(k / ${Cin}u, ${kh * kw - 1}u);
-      let ky = i32(kyx / ${kw}u); let kx = i32(kyx % ${kw}u);
-      ${rowsA.map((s) => `{
-        let iy = py${s} + ky; let ix = px${s} + kx;
-        let ok = kv && pv${s} && iy >= 0 && iy < ${H} && ix >= 0 && ix < ${W};
-        let v = x[u32(select(0, pb${s} + (iy * ${W} + ix) * ${Cin} + i32(ci), ok))];
-        As[kc * ${BM}u + r0 + ${s * rs}u] = select(0.0, v, ok);
-      }`).join('\n      ')}
-      let wk = ci * ${kh * kw}u + kyx; // weight [co, ci, ky, kx]
-      ${rowsB.map((s) => `Bs[kc * ${BN}u + r0 + ${s * rs}u] = select(0.0, w[wr${s} + select(0u, wk, kv)], kv && wv${s});`).join('\n      ')}
+        @builtin(local_invocation_index) lid: u32) {
+  let o = (wid.y * nwg.x + wid.x) * ${DWG}u + lid;
+  if (o >= ${total}u) { return; }
+  let c = o % ${C}u;
+  let p = o / ${C}u;
+  let ox0 = (p % ${WoT}u) * ${DW_TX}u;
+  let oy = i32((p / ${WoT}u) % ${Ho}u);
+  let b = p / ${WoT * Ho}u;
+  let ix0 = i32(ox0) * ${stride} - ${pad};
+  ${t_.map((t) => `var acc${t} = ${hasBias ? 'bias[c]' : '0.0'};`).join(' ')}
+  for (var ky = 0; ky < ${kh}; ky++) {
+    let iy = oy * ${stride} - ${pad} + ky;
+    if (iy < 0 || iy >= ${H}) { continue; }
+    let row = (b * ${H}u + u32(iy)) * ${W}u;
+    var xs: array<f32, ${span}>;
+    for (var j = 0; j < ${span}; j++) {
+      let ix = ix0 + j;
+      let ok = ix >= 0 && ix < ${W};
+      xs[j] = select(0.0, x[(row + u32(select(0, ix, ok))) * ${C}u + c], ok);
     }
-    workgroupBarrier();
-    for (var kk = 0u; kk < ${kt}u; kk++) {
-      let ak = kk * ${BM}u + ty * ${tm}u;
-      let bk = kk * ${BN}u + tx;
-      ${inner.join('\n      ')}
+    let wr = c * ${kh * kw}u + u32(ky) * ${kw}u;
+    for (var kx = 0; kx < ${kw}; kx++) {
+      let wv = w[wr + u32(kx)];
+      ${t_.map((t) => `acc${t} = fma(xs[kx + ${t * stride}], wv, acc${t});`).join('\n      ')}
     }
-    workgroupBarrier();
   }
-  ${epi.join('\n  ')}
+  let ob = ((b * ${Ho}u + u32(oy)) * ${Wo}u + ox0) * ${C}u + c;
+  ${t_.map((t) => `if (ox0 + ${t}u < ${Wo}u) { out[ob + ${t * C}u] = acc${t}; }`).join('\n  ')}
 }
 `;
 };
 
 // ---------------------------------------------------------------- direct (grouped / small convs)
 
-const DWG = 64;
 
 const directWGSL = (g: ConvGeom, hasBias: boolean): string => {
   const { B, H, W, Cin, Cout, kh, kw, stride, pad, groups, Ho, Wo } = g;
@@ -259,19 +245,19 @@ export function conv2d(ctx: GpuContext, x: Tensor, weight: Tensor, bias: Tensor 
   const out = ctx.empty([B, Ho, Wo, Cout]);
   const bindings = bias ? [x, weight, bias, out] : [x, weight, out];
 
-  if (groups === 1 && Cout >= 16 && opts.tile) {
-    const t = opts.tile;
-    const tiles = Math.ceil((B * Ho * Wo) / (t.wy * t.tm)) * Math.ceil(Cout / (t.wx * t.tn));
+  if (groups === Cin && Cout === Cin) {
+    const tiles = B * Ho * Math.ceil(Wo / DW_TX) * Cin;
     ctx.run({
-      pipeline: ctx.pipeline('conv2d_gemm', gemmSharedWGSL(g, !!bias, t)),
+      pipeline: ctx.pipeline('conv2d_depthwise', depthwiseWGSL(g, !!bias)),
       bindings,
-      workgroups: grid1d(tiles).workgroups,
+      workgroups: grid1d(Math.ceil(tiles / DWG)).workgroups,
     });
   } else if (groups === 1 && Cout >= 16) {
     // [B*Ho*Wo, Cout] = im2col(x) [B*Ho*Wo, Cin*kh*kw] @ weight^T
-    const tiles = Math.ceil((B * Ho * Wo) / (TM * WGY)) * Math.ceil(Cout / (TN * WGX));
+    const t = opts.regTile ?? CONV_REG_TILE;
+    const tiles = Math.ceil((B * Ho * Wo) / (t.tm * t.wy)) * Math.ceil(Cout / (t.tn * t.wx));
     ctx.run({
-      pipeline: ctx.pipeline('conv2d_gemm', gemmWGSL(g, !!bias)),
+      pipeline: ctx.pipeline('conv2d_gemm', gemmWGSL(g, !!bias, t)),
       bindings,
       workgroups: grid1d(tiles).workgroups,
     });

@@ -10,6 +10,7 @@ import type { GpuContext } from '../gpu/context.js';
 import { preprocessImage } from '../kernels/preprocess.js';
 import { EfficientTAM } from '../model/efficienttam.js';
 import type { CaseData, GoldenStage } from './case.js';
+import { predictorEmbedStage, promptStage } from './stages_prompt.js';
 
 /** [H, W, C] (channels-last) -> [C, H, W]. */
 export function hwcToChw(x: Float32Array, H: number, W: number, C: number): Float32Array {
@@ -94,4 +95,4 @@ export const imageEncoderStage: GoldenStage = {
   },
 };
 
-export const stages: GoldenStage[] = [preprocessStage, imageEncoderStage];
+export const stages: GoldenStage[] = [preprocessStage, imageEncoderStage, predictorEmbedStage, promptStage];

@@ -2,8 +2,11 @@
  * The EfficientTAM model: its parts built from one config and one set of weights, under the
  * official names. Read this file top-down for the path of one frame:
  *
- *   pixels -> image encoder (image_encoder.ts) -> [memory attention] -> [mask decoder]
+ *   pixels -> image encoder (image_encoder.ts) -> [memory attention]
+ *          -> prompt encoder + mask decoder (prompt_encoder.ts, mask_decoder.ts)
  *          -> [memory encoder] -> memory bank
+ *
+ * The image predictor (image_predictor.ts) decodes vision features + no_mem_embed directly.
  *
  * (bracketed parts are being built; see the issues).
  */
@@ -12,6 +15,10 @@ import type { SafetensorsFile } from '../io/safetensors.js';
 import { WeightLoader, type WeightLoaderOptions } from '../io/weights.js';
 import { validateConfig, type EfficientTAMConfig } from './config.js';
 import { ImageEncoder } from './image_encoder.js';
+import { checkWeightsForConfig } from '../weights/variant.js';
+import { MaskDecoder } from './mask_decoder.js';
+import { PromptEncoder } from './prompt_encoder.js';
+import type { Tensor } from '../gpu/tensor.js';
 
 export interface LoadOptions {
   /**
@@ -19,12 +26,17 @@ export interface LoadOptions {
    * build yet; pass `false` to make any unused tensor an error.
    */
   allowUnused?: WeightLoaderOptions['allowUnused'];
+  /**
+   * Check the file against the full manifest of the config's official model before uploading
+   * anything (default true): a file of another variant fails at once with a message naming it.
+   */
+  checkManifest?: boolean;
 }
 
 /** Parts of the official state dict that this version does not build yet. */
 const NOT_YET_BUILT = [
-  'sam_prompt_encoder.', 'sam_mask_decoder.', 'memory_attention.', 'memory_encoder.', 'obj_ptr_proj.',
-  'obj_ptr_tpos_proj.', 'mask_downsample.', 'maskmem_tpos_enc', 'no_mem_embed', 'no_mem_pos_enc', 'no_obj_ptr',
+  'memory_attention.', 'memory_encoder.', 'obj_ptr_proj.',
+  'obj_ptr_tpos_proj.', 'mask_downsample.', 'maskmem_tpos_enc', 'no_mem_pos_enc', 'no_obj_ptr',
   'no_obj_embed_spatial',
 ];
 
@@ -33,6 +45,12 @@ export class EfficientTAM {
     readonly ctx: GpuContext,
     readonly config: EfficientTAMConfig,
     readonly imageEncoder: ImageEncoder,
+    /** sam_prompt_encoder */
+    readonly promptEncoder: PromptEncoder,
+    /** sam_mask_decoder */
+    readonly maskDecoder: MaskDecoder,
+    /** no_mem_embed [C]: added to the vision features of a frame without memories */
+    readonly noMemEmbed: Tensor,
   ) {}
 
   /** Input side length S of the image encoder (1024, or 512 for the `_512x512` variants). */
@@ -46,9 +64,17 @@ export class EfficientTAM {
    */
   static load(ctx: GpuContext, weights: SafetensorsFile, config: unknown, opts: LoadOptions = {}): EfficientTAM {
     const cfg = validateConfig(config);
+    // Before anything is uploaded: every tensor of the config's model present, with its shape
+    // (names the official variant the file is when it is another one).
+    if (opts.checkManifest ?? true) checkWeightsForConfig(weights, cfg);
     const w = new WeightLoader(weights, ctx, { allowUnused: opts.allowUnused ?? NOT_YET_BUILT });
     const imageEncoder = ImageEncoder.load(ctx, w, cfg);
+    const C = cfg.image_encoder.neck.d_model; // hidden_dim
+    const g = cfg.image_size / cfg.image_encoder.trunk.patch_size; // backbone stride 16
+    const promptEncoder = PromptEncoder.load(ctx, w, 'sam_prompt_encoder', C, g, cfg.image_size);
+    const maskDecoder = MaskDecoder.load(ctx, w, 'sam_mask_decoder', C, cfg);
+    const noMemEmbed = w.tensor('no_mem_embed', [1, 1, C]).reshape([C]);
     w.finish();
-    return new EfficientTAM(ctx, cfg, imageEncoder);
+    return new EfficientTAM(ctx, cfg, imageEncoder, promptEncoder, maskDecoder, noMemEmbed);
   }
 }

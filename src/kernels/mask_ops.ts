@@ -1,0 +1,323 @@
+/**
+ * Small kernels of the prompt/mask path: element-wise activations, strided row copies (token
+ * selection and stacking), broadcast adds into a batch, the decoder's choice of output masks
+ * (multimask / single / dynamic single-mask fallback by stability score), bilinear upsampling of
+ * low-res logits, and binary masks packed as bytes / an RGBA overlay.
+ */
+import type { GpuContext } from '../gpu/context.js';
+import type { Tensor } from '../gpu/tensor.js';
+import { ERF_WGSL } from './matmul.js';
+import { f32lit, grid1d } from './util.js';
+
+const WG = 256;
+
+const header1d = (n: number): string => `
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.y * nwg.x + wid.x) * ${WG}u + lid;
+  if (i >= ${n}u) { return; }`;
+
+// ------------------------------------------------------------------------------------------------
+// unary
+
+export type UnaryOp = 'gelu' | 'sigmoid' | { clamp: [number, number] };
+
+const unaryExpr = (op: UnaryOp): string => {
+  if (op === 'gelu') return '0.5 * v * (1.0 + erf_f32(v * 0.70710678118654752))';
+  if (op === 'sigmoid') return '1.0 / (1.0 + exp(-v))';
+  return `clamp(v, ${f32lit(op.clamp[0])}, ${f32lit(op.clamp[1])})`;
+};
+
+/** out = op(x) element-wise: exact GELU (torch.nn.GELU()), sigmoid, or clamp(lo, hi). */
+export function unary(ctx: GpuContext, x: Tensor, op: UnaryOp, out?: Tensor): Tensor {
+  const o = out ?? ctx.empty(x.shape);
+  if (o.size !== x.size) throw new Error(`unary: out [${o.shape}] does not match x [${x.shape}]`);
+  if (x.size === 0) return o;
+  const wgsl = /* wgsl */ `
+// ---- kernel: unary ----
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+${op === 'gelu' ? ERF_WGSL : ''}${header1d(x.size)}
+  let v = x[i];
+  out[i] = ${unaryExpr(op)};
+}
+`;
+  ctx.run({ pipeline: ctx.pipeline('unary', wgsl), bindings: [x, o], workgroups: grid1d(Math.ceil(x.size / WG)).workgroups });
+  return o;
+}
+
+// ------------------------------------------------------------------------------------------------
+// strided row copy
+
+export interface RowCopy {
+  rows: number;
+  /** elements per row */
+  rowLen: number;
+  srcStride: number;
+  srcOffset?: number;
+  dstStride: number;
+  dstOffset?: number;
+}
+
+/**
+ * dst[dstOffset + r*dstStride + i] = src[srcOffset + r*srcStride + i] for r < rows, i < rowLen.
+ * E.g. token t of every batch element: rows = B, rowLen = C, srcStride = N*C, srcOffset = t*C.
+ */
+export function copyRows(ctx: GpuContext, src: Tensor, dst: Tensor, p: RowCopy): Tensor {
+  const so = p.srcOffset ?? 0, dof = p.dstOffset ?? 0;
+  const n = p.rows * p.rowLen;
+  if (n === 0) return dst;
+  const lastSrc = so + (p.rows - 1) * p.srcStride + p.rowLen;
+  const lastDst = dof + (p.rows - 1) * p.dstStride + p.rowLen;
+  if (lastSrc > src.size || lastDst > dst.size) {
+    throw new Error(`copyRows: out of bounds (src [${src.shape}] needs ${lastSrc}, dst [${dst.shape}] needs ${lastDst})`);
+  }
+  const wgsl = /* wgsl */ `
+// ---- kernel: copy_rows ----
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+${header1d(n)}
+  let r = i / ${p.rowLen}u;
+  let j = i % ${p.rowLen}u;
+  dst[${dof}u + r * ${p.dstStride}u + j] = src[${so}u + r * ${p.srcStride}u + j];
+}
+`;
+  ctx.run({ pipeline: ctx.pipeline('copy_rows', wgsl), bindings: [src, dst], workgroups: grid1d(Math.ceil(n / WG)).workgroups });
+  return dst;
+}
+
+/** Token `t` of x [B, N, C] -> [B, C]. */
+export function selectToken(ctx: GpuContext, x: Tensor, t: number): Tensor {
+  const [B, N, C] = x.shape as [number, number, number];
+  if (x.shape.length !== 3 || t < 0 || t >= N) throw new Error(`selectToken: token ${t} of [${x.shape}]`);
+  return copyRows(ctx, x, ctx.empty([B, C]), { rows: B, rowLen: C, srcStride: N * C, srcOffset: t * C, dstStride: C });
+}
+
+// ------------------------------------------------------------------------------------------------
+// broadcast add
+
+/**
+ * out[i] = a[i % a.size] + b[i % b.size] for a new tensor of `shape`: e.g. the image embedding
+ * [g, g, C] repeated over a batch plus per-batch dense embeddings [B, g, g, C] (or one [C] vector).
+ */
+export function broadcastAdd(ctx: GpuContext, a: Tensor, b: Tensor, shape: readonly number[]): Tensor {
+  const out = ctx.empty(shape);
+  if (out.size % a.size !== 0 || out.size % b.size !== 0) {
+    throw new Error(`broadcastAdd: [${a.shape}] and [${b.shape}] do not broadcast onto [${shape}]`);
+  }
+  if (out.size === 0) return out;
+  const wgsl = /* wgsl */ `
+// ---- kernel: broadcast_add ----
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+${header1d(out.size)}
+  out[i] = a[i % ${a.size}u] + b[i % ${b.size}u];
+}
+`;
+  ctx.run({ pipeline: ctx.pipeline('broadcast_add', wgsl), bindings: [a, b, out], workgroups: grid1d(Math.ceil(out.size / WG)).workgroups });
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------------
+// mask selection
+
+export type MaskSelectMode = 'multimask' | 'single' | 'dynamic';
+
+export interface MaskSelectOptions {
+  mode: MaskSelectMode;
+  /** apply a sigmoid to the IoU predictions (iou_prediction_use_sigmoid) */
+  sigmoid: boolean;
+  /** stability score: IoU of (logit > delta) and (logit > -delta) of the single-mask output */
+  stabilityDelta?: number;
+  stabilityThresh?: number;
+}
+
+/**
+ * MaskDecoder.forward's choice of outputs from all mask tokens:
+ *   'multimask': masks 1..T-1;  'single': mask 0;
+ *   'dynamic': mask 0 if its stability score >= thresh, else the multimask output with the highest
+ *              predicted IoU (first on ties, as torch.argmax).
+ * masks [B, T, h, w], iou [B, T] (raw head output) -> { masks [B, M, h, w], iou [B, M] }.
+ * One workgroup per batch element.
+ */
+export function selectMasks(ctx: GpuContext, masks: Tensor, iou: Tensor, o: MaskSelectOptions): { masks: Tensor; iou: Tensor } {
+  const [B, T, h, w] = masks.shape as [number, number, number, number];
+  if (masks.shape.length !== 4 || iou.shape.length !== 2 || iou.shape[0] !== B || iou.shape[1] !== T) {
+    throw new Error(`selectMasks: masks [${masks.shape}] and iou [${iou.shape}] are not [B, T, h, w] and [B, T]`);
+  }
+  const hw = h * w;
+  const M = o.mode === 'multimask' ? T - 1 : 1;
+  const outMasks = ctx.empty([B, M, h, w]);
+  const outIou = ctx.empty([B, M]);
+  const delta = f32lit(o.stabilityDelta ?? 0.05), thresh = f32lit(o.stabilityThresh ?? 0.98);
+  const wgsl = /* wgsl */ `
+// ---- kernel: select_masks (${o.mode}) ----
+@group(0) @binding(0) var<storage, read> masks: array<f32>;
+@group(0) @binding(1) var<storage, read> iou: array<f32>;
+@group(0) @binding(2) var<storage, read_write> outMasks: array<f32>;
+@group(0) @binding(3) var<storage, read_write> outIou: array<f32>;
+var<workgroup> red: array<vec2u, ${WG}>;
+var<workgroup> choice: u32;
+
+fn score(b: u32, t: u32) -> f32 {
+  let v = iou[b * ${T}u + t];
+  return ${o.sigmoid ? '1.0 / (1.0 + exp(-v))' : 'v'};
+}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let b = wid.x;
+  let base = b * ${T * hw}u;
+${o.mode === 'dynamic' ? `
+  var cnt = vec2u(0u, 0u);   // (area_i, area_u) of token 0's logits
+  for (var i = lid; i < ${hw}u; i += ${WG}u) {
+    let v = masks[base + i];
+    cnt += vec2u(select(0u, 1u, v > ${delta}), select(0u, 1u, v > -${delta}));
+  }
+  red[lid] = cnt;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[lid] += red[lid + s]; }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    let c = red[0];
+    let stability = select(1.0, f32(c.x) / f32(c.y), c.y > 0u);
+    var best = 1u;
+    for (var t = 2u; t < ${T}u; t++) { if (score(b, t) > score(b, best)) { best = t; } }
+    choice = select(best, 0u, stability >= ${thresh});
+  }
+  workgroupBarrier();
+  let first = workgroupUniformLoad(&choice);` : `
+  let first = ${o.mode === 'multimask' ? 1 : 0}u;`}
+  for (var i = lid; i < ${M * hw}u; i += ${WG}u) {
+    outMasks[b * ${M * hw}u + i] = masks[base + first * ${hw}u + i];
+  }
+  if (lid < ${M}u) { outIou[b * ${M}u + lid] = score(b, first + lid); }
+}
+`;
+  ctx.run({ pipeline: ctx.pipeline('select_masks', wgsl), bindings: [masks, iou, outMasks, outIou], workgroups: [B] });
+  return { masks: outMasks, iou: outIou };
+}
+
+// ------------------------------------------------------------------------------------------------
+// bilinear upsampling
+
+/**
+ * F.interpolate(x, (H, W), mode='bilinear', align_corners=False) on planes: x [..., h, w] -> [..., H, W].
+ * Source index per axis: max((dst + 0.5) * (in / out) - 0.5, 0), neighbours i0 and min(i0 + 1, in - 1),
+ * with PyTorch's order of operations.
+ */
+export function resizeBilinear(ctx: GpuContext, x: Tensor, H: number, W: number): Tensor {
+  if (x.shape.length < 2) throw new Error(`resizeBilinear: x [${x.shape}] has no [h, w] axes`);
+  const h = x.shape[x.shape.length - 2]!, w = x.shape[x.shape.length - 1]!;
+  const planes = x.size / (h * w);
+  const out = ctx.empty([...x.shape.slice(0, -2), H, W]);
+  if (out.size === 0) return out;
+  const sh = Math.fround(h / H), sw = Math.fround(w / W);
+  const wgsl = /* wgsl */ `
+// ---- kernel: resize_bilinear ----
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+${header1d(planes * H * W)}
+  let ox = i % ${W}u;
+  let oy = (i / ${W}u) % ${H}u;
+  let p = i / ${H * W}u;
+  let ry = max(${f32lit(sh)} * (f32(oy) + 0.5) - 0.5, 0.0);
+  let rx = max(${f32lit(sw)} * (f32(ox) + 0.5) - 0.5, 0.0);
+  let y0 = u32(ry);
+  let x0 = u32(rx);
+  let y1 = min(y0 + 1u, ${h - 1}u);
+  let x1 = min(x0 + 1u, ${w - 1}u);
+  let ly1 = ry - f32(y0);
+  let lx1 = rx - f32(x0);
+  let ly0 = 1.0 - ly1;
+  let lx0 = 1.0 - lx1;
+  let base = p * ${h * w}u;
+  out[i] = ly0 * (lx0 * x[base + y0 * ${w}u + x0] + lx1 * x[base + y0 * ${w}u + x1]) +
+           ly1 * (lx0 * x[base + y1 * ${w}u + x0] + lx1 * x[base + y1 * ${w}u + x1]);
+}
+`;
+  ctx.run({ pipeline: ctx.pipeline('resize_bilinear', wgsl), bindings: [x, out], workgroups: grid1d(Math.ceil(out.size / WG)).workgroups });
+  return out;
+}
+
+/** The same on the CPU, in f32 steps (reference for tests). */
+export function resizeBilinearCpu(x: Float32Array, planes: number, h: number, w: number, H: number, W: number): Float32Array {
+  const f = Math.fround;
+  const out = new Float32Array(planes * H * W);
+  const sh = f(h / H), sw = f(w / W);
+  for (let p = 0; p < planes; p++) for (let oy = 0; oy < H; oy++) for (let ox = 0; ox < W; ox++) {
+    const ry = Math.max(f(f(sh * f(oy + 0.5)) - 0.5), 0), rx = Math.max(f(f(sw * f(ox + 0.5)) - 0.5), 0);
+    const y0 = Math.floor(ry), x0 = Math.floor(rx);
+    const y1 = Math.min(y0 + 1, h - 1), x1 = Math.min(x0 + 1, w - 1);
+    const ly1 = f(ry - y0), lx1 = f(rx - x0), ly0 = f(1 - ly1), lx0 = f(1 - lx1);
+    const at = (y: number, xx: number) => x[p * h * w + y * w + xx]!;
+    out[(p * H + oy) * W + ox] = ly0 * (lx0 * at(y0, x0) + lx1 * at(y0, x1)) + ly1 * (lx0 * at(y1, x0) + lx1 * at(y1, x1));
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------------
+// binary masks and overlays
+
+/**
+ * Binary masks as bytes: logits [...] -> u32 words, 4 pixels each (byte j of word i is pixel
+ * 4i + j, 1 where logit > threshold), so the words read back are the Uint8Array of the mask.
+ * Returned as an f32-typed tensor of ceil(n / 4) words (bits unchanged).
+ */
+export function maskBytes(ctx: GpuContext, logits: Tensor, threshold = 0): Tensor {
+  const n = logits.size;
+  const words = Math.ceil(n / 4);
+  const out = ctx.empty([Math.max(words, 1)]);
+  if (n === 0) return out;
+  const wgsl = /* wgsl */ `
+// ---- kernel: mask_bytes ----
+@group(0) @binding(0) var<storage, read> logits: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<u32>;
+${header1d(words)}
+  var word = 0u;
+  for (var j = 0u; j < 4u; j++) {
+    let p = i * 4u + j;
+    if (p < ${n}u && logits[p] > ${f32lit(threshold)}) { word |= 1u << (8u * j); }
+  }
+  out[i] = word;
+}
+`;
+  ctx.run({ pipeline: ctx.pipeline('mask_bytes', wgsl), bindings: [logits, out], workgroups: grid1d(Math.ceil(words / WG)).workgroups });
+  return out;
+}
+
+/**
+ * An RGBA overlay of masks [M, H, W] (logits): each pixel takes the colour of the last mask that
+ * covers it (logit > threshold) with the given alpha, else transparent. Colours are [r, g, b] in
+ * 0..255, cycled over the masks. -> u32 words [H * W], one RGBA pixel each (bytes r, g, b, a).
+ */
+export function maskOverlay(ctx: GpuContext, logits: Tensor, colors: readonly (readonly [number, number, number])[],
+  alpha = 128, threshold = 0): Tensor {
+  const [H, W] = logits.shape.slice(-2) as [number, number];
+  const M = logits.size / (H * W);
+  if (colors.length === 0) throw new Error('maskOverlay: no colours');
+  const packed = Array.from({ length: M }, (_, m) => {
+    const [r, g, b] = colors[m % colors.length]!;
+    return ((r & 255) | ((g & 255) << 8) | ((b & 255) << 16) | ((alpha & 255) << 24)) >>> 0;
+  });
+  const out = ctx.empty([H * W]);
+  const wgsl = /* wgsl */ `
+// ---- kernel: mask_overlay ----
+@group(0) @binding(0) var<storage, read> logits: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<u32>;
+${header1d(H * W)}
+  var colors = array<u32, ${M}>(${packed.map((c) => `${c}u`).join(', ')});
+  var px = 0u;
+  for (var m = 0u; m < ${M}u; m++) {
+    if (logits[m * ${H * W}u + i] > ${f32lit(threshold)}) { px = colors[m]; }
+  }
+  out[i] = px;
+}
+`;
+  ctx.run({ pipeline: ctx.pipeline('mask_overlay', wgsl), bindings: [logits, out], workgroups: grid1d(Math.ceil((H * W) / WG)).workgroups });
+  return out;
+}

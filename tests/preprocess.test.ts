@@ -94,3 +94,21 @@ describe('preprocessImage', () => {
     });
   }
 });
+
+describe('preprocessImage without antialiasing', () => {
+  it('is PyTorch bilinear (align_corners=False) then normalisation, down- and upscaling', async () => {
+    const { resizeBilinearCpu } = await import('../src/kernels/mask_ops.js');
+    const ctx = await gpu();
+    const r = rng(77);
+    for (const [W, H, S] of [[53, 31, 16], [7, 5, 12]] as const) {
+      const data = new Uint8Array(W * H * 4).map(() => Math.floor(r() * 256));
+      const out = await preprocessImage(ctx, { data, width: W, height: H, channels: 4 }, S, { antialias: false }).read();
+      const planes = new Float32Array(3 * H * W);
+      for (let k = 0; k < 3; k++) for (let i = 0; i < H * W; i++) planes[k * H * W + i] = data[i * 4 + k]! / 255;
+      const res = resizeBilinearCpu(planes, 3, H, W, S, S);
+      const ref = new Float32Array(S * S * 3);
+      for (let k = 0; k < 3; k++) for (let i = 0; i < S * S; i++) ref[i * 3 + k] = (res[k * S * S + i]! - IMAGENET_MEAN[k]!) / IMAGENET_STD[k]!;
+      expect(maxAbsDiff(out, ref)).toBeLessThan(2e-6);
+    }
+  });
+});

@@ -7,8 +7,6 @@
  * (original-image pixels); `refine` feeds back the reference's best low-res logits of `point`, as
  * the reference did.
  */
-import { IMAGENET_MEAN, IMAGENET_STD } from '../kernels/preprocess.js';
-import { resizeBilinearCpu } from '../kernels/mask_ops.js';
 import { ImagePredictor } from '../model/image_predictor.js';
 import type { CaseData, GoldenStage } from './case.js';
 import { caseModel, chwToHwc, hwcToChw } from './stages.js';
@@ -41,26 +39,6 @@ async function caseImage(c: CaseData) {
   throw new Error(`cannot find the case's image '${file}' under ${roots.join(', ')} (set ETAM_DATA)`);
 }
 
-/**
- * The input the reference's image predictor actually embedded. The goldens were made with a
- * torchvision older than 0.17, whose tensor Resize does NOT antialias by default, so
- * `image.predictor_embed` comes from a plain bilinear resize (F.interpolate, align_corners=False),
- * not from `image.input` (antialiased). Emulated here on the CPU; the library's predictor
- * antialiases, as the official code does with current torchvision.
- */
-async function referencePredictorInput(c: CaseData, S: number): Promise<Float32Array> {
-  const img = await caseImage(c);
-  const { width: W, height: H, channels: ch, data } = img;
-  const planes = new Float32Array(3 * H * W);
-  for (let k = 0; k < 3; k++) for (let i = 0; i < H * W; i++) planes[k * H * W + i] = Math.fround(data[i * ch + k]! / 255);
-  const r = resizeBilinearCpu(planes, 3, H, W, S, S);
-  const hwc = new Float32Array(S * S * 3);
-  for (let k = 0; k < 3; k++) for (let i = 0; i < S * S; i++) {
-    hwc[i * 3 + k] = Math.fround(Math.fround(r[k * S * S + i]! - IMAGENET_MEAN[k]!) / IMAGENET_STD[k]!);
-  }
-  return hwc;
-}
-
 const has = (refs: string[], names: string[]): string[] => names.filter((n) => refs.includes(n));
 
 export const predictorEmbedStage: GoldenStage = {
@@ -68,12 +46,10 @@ export const predictorEmbedStage: GoldenStage = {
   produces: (refs) => has(refs, ['image.predictor_embed']),
   async run(ctx, c) {
     const model = caseModel(ctx, c);
-    const S = model.imageSize;
-    const [H, W] = imageHW(c);
-    const pred = new ImagePredictor(model);
-    const input = ctx.upload(await referencePredictorInput(c, S), [1, S, S, 3]);
-    pred.setInput(input, W, H);
-    input.release();
+    // The goldens' torchvision predates 0.17: its tensor Resize, which the official predictor
+    // uses, did not antialias (while `image.input` was made with antialias=True explicitly).
+    const pred = new ImagePredictor(model, { antialias: false });
+    pred.setImage(await caseImage(c));
     const e = pred.imageEmbedding; // [1, g, g, C]
     const [, g, , C] = e.shape as [number, number, number, number];
     const out = hwcToChw(await e.read(), g, g, C);

@@ -43,8 +43,34 @@ export interface AAWeights {
 /** The per-axis weights of PyTorch's _upsample_bilinear2d_aa (align_corners=False). */
 export function aaWeights(inSize: number, outSize: number): AAWeights {
   const scale = inSize / outSize;
-  const support = scale >= 1 ? scale : 1; // (interp_size / 2) * scale, interp_size = 2
-  const invscale = scale >= 1 ? 1 / scale : 1;
+  return resampleWeights(inSize, outSize, scale >= 1 ? scale : 1, scale >= 1 ? 1 / scale : 1);
+}
+
+/**
+ * The taps of PyTorch's plain bilinear resize (F.interpolate, mode='bilinear', align_corners=False,
+ * no antialiasing), in the same table form: source index (dst + 0.5) * in/out - 0.5, clamped at 0,
+ * two taps (one at the last pixel). This is what torchvision's tensor `Resize` does by default
+ * before version 0.17.
+ */
+export function bilinearWeights(inSize: number, outSize: number): AAWeights {
+  const scale = Math.fround(inSize / outSize);
+  const k = 2;
+  const xmin = new Int32Array(outSize), xsize = new Int32Array(outSize), w = new Float32Array(outSize * k);
+  for (let i = 0; i < outSize; i++) {
+    const src = Math.max(0, Math.fround(Math.fround(scale * (i + 0.5)) - 0.5));
+    const i0 = Math.min(Math.floor(src), inSize - 1);
+    const l1 = Math.fround(src - i0);
+    xmin[i] = i0;
+    xsize[i] = i0 < inSize - 1 ? 2 : 1;
+    w[i * k] = xsize[i] === 2 ? Math.fround(1 - l1) : 1;
+    w[i * k + 1] = xsize[i] === 2 ? l1 : 0;
+  }
+  return { k, xmin, xsize, w };
+}
+
+function resampleWeights(inSize: number, outSize: number, support: number, invscale: number): AAWeights {
+  const scale = inSize / outSize;
+  // support = (interp_size / 2) * scale with interp_size = 2 when downscaling, else 1
   const k = Math.ceil(support) * 2 + 1;
   const xmin = new Int32Array(outSize), xsize = new Int32Array(outSize), w = new Float32Array(outSize * k);
   const tri = (d: number) => Math.max(0, 1 - Math.abs(d));
@@ -158,13 +184,14 @@ interface Tables { t: Tensor; offX: number; offY: number; kx: number; ky: number
 const tableCache = new WeakMap<GpuContext, Map<string, Tables>>();
 
 /** The weight tables for one source size, uploaded once per context. */
-function tables(ctx: GpuContext, H: number, W: number, oh: number, ow: number): Tables {
+function tables(ctx: GpuContext, H: number, W: number, oh: number, ow: number, antialias: boolean): Tables {
   let m = tableCache.get(ctx);
   if (!m) tableCache.set(ctx, (m = new Map()));
-  const key = `${H}x${W}->${oh}x${ow}`;
+  const key = `${H}x${W}->${oh}x${ow}${antialias ? ' aa' : ''}`;
   let e = m.get(key);
   if (!e) {
-    const wx = aaWeights(W, ow), wy = aaWeights(H, oh);
+    const weights = antialias ? aaWeights : bilinearWeights;
+    const wx = weights(W, ow), wy = weights(H, oh);
     const p = packTables(wx, wy);
     e = { t: ctx.upload(p.data, [p.data.length]), offX: p.offX, offY: p.offY, kx: wx.k, ky: wy.k };
     m.set(key, e);
@@ -174,8 +201,8 @@ function tables(ctx: GpuContext, H: number, W: number, oh: number, ow: number): 
 
 /** Resize + normalise from a buffer of packed bytes (shared by the Node and browser paths). */
 function resizeNormalize(ctx: GpuContext, bytes: GPUBuffer | Tensor, H: number, W: number, rowBytes: number,
-  channels: number, size: number): Tensor {
-  const tb = tables(ctx, H, W, size, size);
+  channels: number, size: number, antialias: boolean): Tensor {
+  const tb = tables(ctx, H, W, size, size, antialias);
   const g: PassGeom = { H, W, rowBytes, channels, oh: size, ow: size, kx: tb.kx, ky: tb.ky, offX: tb.offX, offY: tb.offY };
   const tmp = ctx.empty([H, size, 3]);
   ctx.run({
@@ -193,11 +220,19 @@ function resizeNormalize(ctx: GpuContext, bytes: GPUBuffer | Tensor, H: number, 
   return out;
 }
 
+export interface PreprocessOptions {
+  /**
+   * Antialiased downscaling, as torchvision >= 0.17's tensor `Resize` does by default (true, the
+   * default); false gives the plain bilinear resize of older torchvision.
+   */
+  antialias?: boolean;
+}
+
 /**
  * EfficientTAMImagePredictor's transform of 8-bit RGB(A) pixels: [1, size, size, 3] channels-last,
  * normalised with the ImageNet mean and std.
  */
-export function preprocessImage(ctx: GpuContext, src: ImageSource, size: number): Tensor {
+export function preprocessImage(ctx: GpuContext, src: ImageSource, size: number, opts: PreprocessOptions = {}): Tensor {
   const { data, width: W, height: H, channels } = src;
   if (channels !== 3 && channels !== 4) throw new Error(`preprocessImage: ${channels} channels, expected 3 or 4`);
   if (data.length !== W * H * channels) throw new Error(`preprocessImage: ${data.length} bytes for ${W}x${H}x${channels}`);
@@ -207,7 +242,7 @@ export function preprocessImage(ctx: GpuContext, src: ImageSource, size: number)
   words.set(data);
   const packed = ctx.empty([nWords]); // u32 words, held in an f32 tensor (bits copied unchanged)
   ctx.write(packed, new Float32Array(words.buffer));
-  const out = resizeNormalize(ctx, packed, H, W, W * channels, channels, size);
+  const out = resizeNormalize(ctx, packed, H, W, W * channels, channels, size, opts.antialias ?? true);
   packed.release();
   return out;
 }
@@ -220,7 +255,7 @@ export type TextureSource = ImageBitmap | VideoFrame | HTMLCanvasElement | HTMLV
  * (`copyExternalImageToTexture`, no colour conversion, no premultiplication), then into a buffer
  * of packed bytes (rows padded to 256 bytes), then resized as `preprocessImage` does.
  */
-export function preprocessTexture(ctx: GpuContext, source: TextureSource, size: number): Tensor {
+export function preprocessTexture(ctx: GpuContext, source: TextureSource, size: number, opts: PreprocessOptions = {}): Tensor {
   const dims = source as { videoWidth?: number; videoHeight?: number; displayWidth?: number; displayHeight?: number; width: number; height: number };
   const W = dims.videoWidth ?? dims.displayWidth ?? dims.width;
   const H = dims.videoHeight ?? dims.displayHeight ?? dims.height;
@@ -238,7 +273,7 @@ export function preprocessTexture(ctx: GpuContext, source: TextureSource, size: 
   const enc = device.createCommandEncoder();
   enc.copyTextureToBuffer({ texture: tex }, { buffer: buf, bytesPerRow: rowBytes, rowsPerImage: H }, [W, H]);
   device.queue.submit([enc.finish()]);
-  const out = resizeNormalize(ctx, buf, H, W, rowBytes, 4, size);
+  const out = resizeNormalize(ctx, buf, H, W, rowBytes, 4, size, opts.antialias ?? true);
   ctx.recycle(buf);
   ctx.flush();
   tex.destroy();

@@ -79,7 +79,15 @@ export class ImagePredictor {
   private embed: Tensor | null = null;
   private origHW: [number, number] | null = null;
 
-  constructor(readonly model: EfficientTAM, readonly maskThreshold = 0) {}
+  /** Logit threshold of the binary masks (the official `mask_threshold`, 0). */
+  readonly maskThreshold: number;
+  /** Antialiased resizing of the input (torchvision >= 0.17's default; false for older torchvision). */
+  readonly antialias: boolean;
+
+  constructor(readonly model: EfficientTAM, opts: { maskThreshold?: number; antialias?: boolean } = {}) {
+    this.maskThreshold = opts.maskThreshold ?? 0;
+    this.antialias = opts.antialias ?? true;
+  }
 
   get ctx(): GpuContext {
     return this.model.ctx;
@@ -106,7 +114,7 @@ export class ImagePredictor {
     const { width, height } = source;
     if (!(width > 0 && height > 0)) throw new Error(`ImagePredictor.setImage: empty image (${width}x${height})`);
     const S = this.model.imageSize;
-    const pixels = preprocessImage(this.ctx, source, S); // [1, S, S, 3]
+    const pixels = preprocessImage(this.ctx, source, S, { antialias: this.antialias }); // [1, S, S, 3]
     try {
       this.setInput(pixels, width, height);
     } finally {

@@ -12,8 +12,11 @@
  *
  * A missing or mis-shaped tensor does not throw at once: `tensor` returns a placeholder of the
  * expected shape (never to be dispatched) so that construction runs to the end and `finish`
- * can report all problems together. Each weight is uploaded once, when it is taken, as f32
- * (F16/BF16 files are widened on the CPU), and taking the same name again returns the same tensor.
+ * can report all problems together. Each weight is uploaded once, when it is taken, and taking the
+ * same name again returns the same tensor. Weights are uploaded as f32 (F16/BF16 files are widened
+ * on the CPU), except that a consumer whose kernel reads f16 (Linear and Conv2d weights: see
+ * `tensor`'s `allowF16`) gets an F16 file's tensor as it is stored, f16 on the GPU — half the
+ * memory — when the device has shader-f16 (option `keepF16`).
  */
 import type { GpuContext } from '../gpu/context.js';
 import { Tensor } from '../gpu/tensor.js';
@@ -63,6 +66,21 @@ export interface WeightLoaderOptions {
   allowUnused?: boolean | readonly string[];
   /** Called by `finish` with a message listing unused tensors that were allowed by `allowUnused: true`. */
   warn?: (message: string) => void;
+  /**
+   * Keep F16 tensors as f16 on the GPU where the consumer allows it (`tensor(..., { allowF16: true })`,
+   * i.e. Linear and Conv2d weights). Default: true when the device has shader-f16. Setting it on a
+   * device without shader-f16 is an error.
+   */
+  keepF16?: boolean;
+}
+
+/** Per-tensor options of `WeightLoader.tensor`. */
+export interface TensorOptions {
+  /**
+   * The consumer's kernel reads this tensor as f16 or f32 (linear, conv2d): an F16 tensor of 2
+   * or more dimensions stays f16 on the GPU when the loader keeps F16 (see `keepF16`).
+   */
+  allowF16?: boolean;
 }
 
 /** Shared state of a loader and its scopes. */
@@ -97,7 +115,15 @@ export class WeightLoader {
         misShaped: new Map(), placeholder: null, uploadedBytes: 0,
       };
       this.prefix = opts.prefix ?? '';
+      if (opts.keepF16 && b && !b.hasF16) {
+        throw new Error('WeightLoader: keepF16 needs a device with the shader-f16 feature, and this one has none');
+      }
     }
+  }
+
+  /** Whether F16 tensors taken with `allowF16` stay f16 on the GPU. */
+  get keepsF16(): boolean {
+    return !!this.s.ctx?.hasF16 && (this.s.opts.keepF16 ?? true);
   }
 
   /** A loader for names under `prefix` (relative to this one); it shares this loader's bookkeeping. */
@@ -161,7 +187,7 @@ export class WeightLoader {
    * missing or mis-shaped, a placeholder of the expected shape is returned: its buffer is a
    * shared 16-byte one, so it must never be dispatched — `finish` throws before that can happen.
    */
-  tensor(name: string, shape: ShapeSpec): Tensor {
+  tensor(name: string, shape: ShapeSpec, opts: TensorOptions = {}): Tensor {
     const ctx = this.s.ctx;
     if (!ctx) throw new Error(`WeightLoader.tensor("${this.prefix + name}"): this loader has no GPU context`);
     const full = this.prefix + name;
@@ -170,18 +196,22 @@ export class WeightLoader {
       this.s.placeholder ??= ctx.allocBuffer(16);
       return new Tensor(ctx, this.s.placeholder, shape.map((d) => Math.max(d, 1)), 'f32', false);
     }
-    let t = this.s.gpu.get(full);
+    const f16 = !!opts.allowF16 && found.length >= 2 && this.keepsF16 && this.s.file.info(full).dtype === 'F16';
+    const key = f16 ? `${full}\u0000f16` : full;
+    let t = this.s.gpu.get(key);
     if (!t) {
-      t = ctx.upload(this.s.file.getF32(full), found);
-      this.s.gpu.set(full, t);
+      t = f16
+        ? ctx.upload(this.s.file.getRaw(full) as Uint16Array, found, 'f16')
+        : ctx.upload(this.s.file.getF32(full), found);
+      this.s.gpu.set(key, t);
       this.s.uploadedBytes += t.byteLength;
     }
     return t;
   }
 
   /** Like `tensor`, but returns null without complaint when the file does not hold the name. */
-  optionalTensor(name: string, shape: ShapeSpec): Tensor | null {
-    return this.has(name) ? this.tensor(name, shape) : null;
+  optionalTensor(name: string, shape: ShapeSpec, opts: TensorOptions = {}): Tensor | null {
+    return this.has(name) ? this.tensor(name, shape, opts) : null;
   }
 
   /** Marks names as used without loading them (e.g. buffers the model recomputes). */

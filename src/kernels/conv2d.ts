@@ -1,6 +1,7 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { grid1d } from './util.js';
+import { checkWeightDtype } from './matmul.js';
 
 /**
  * 2-D convolution as torch.nn.Conv2d (zero padding, square stride/padding), on channels-last
@@ -8,6 +9,9 @@ import { grid1d } from './util.js';
  *
  *   x [B, H, W, Cin], weight [Cout, Cin/groups, kh, kw], bias [Cout]  ->  out [B, Ho, Wo, Cout]
  *   Ho = floor((H + 2*padding - kh) / stride) + 1 (likewise Wo)
+ *
+ * The weight may be f16 (a half-precision copy of the checkpoint, on devices with shader-f16): it
+ * is widened to f32 as it is read, and all arithmetic stays f32.
  *
  * Three kernels:
  * - `conv2d_gemm` (groups = 1, Cout >= 16): an implicit GEMM, M = B*Ho*Wo output pixels, N = Cout,
@@ -35,7 +39,15 @@ interface ConvGeom {
   Cout: number; kh: number; kw: number;
   stride: number; pad: number; groups: number;
   Ho: number; Wo: number;
+  /** weight stored as f16 */
+  wF16: boolean;
 }
+
+/** `enable f16;` when the weight is f16. */
+const wEnable = (g: ConvGeom): string => (g.wF16 ? 'enable f16;\n' : '');
+/** A read of the weight at index `i`, as f32. */
+const wRead = (g: ConvGeom, i: string): string => (g.wF16 ? `f32(w[${i}])` : `w[${i}]`);
+const wDecl = (g: ConvGeom): string => `@group(0) @binding(1) var<storage, read> w: array<${g.wF16 ? 'f16' : 'f32'}>;`;
 
 // ---------------------------------------------------------------- implicit GEMM (dense convs)
 
@@ -66,7 +78,7 @@ const gemmWGSL = (g: ConvGeom, hasBias: boolean, t: ConvRegTile): string => {
     ${i_.map((i) => `let a0${i} = xb${i} + (u32(iy${i}) + ky) * ${W * Cin}u + u32(ix${i}) * ${Cin}u;`).join('\n    ')}
     for (var r = 0u; r < ${kw * Cin}u; r++) {
       let kk = (r % ${Cin}u) * ${kh * kw}u + ky * ${kw}u + r / ${Cin}u; // weight [co, ci, ky, kx]
-      ${j_.map((j) => `let b${j} = w[wb${j} + kk];`).join(' ')}
+      ${j_.map((j) => `let b${j} = ${wRead(g, `wb${j} + kk`)};`).join(' ')}
       ${i_.map((i) => `let a${i} = x[a0${i} + r];\n      ${j_.map((j) => `acc${i}_${j} = fma(a${i}, b${j}, acc${i}_${j});`).join(' ')}`).join('\n      ')}
     }
   }`;
@@ -80,17 +92,17 @@ const gemmWGSL = (g: ConvGeom, hasBias: boolean, t: ConvRegTile): string => {
       let k0 = u32(ky * ${kw} + kx);
       for (var ci = 0u; ci < ${Cin}u; ci++) {
         let kk = ci * ${kh * kw}u + k0; // weight [co, ci, ky, kx]
-        ${j_.map((j) => `let b${j} = w[wb${j} + kk];`).join(' ')}
+        ${j_.map((j) => `let b${j} = ${wRead(g, `wb${j} + kk`)};`).join(' ')}
         ${i_.map((i) => `let a${i} = x[a0${i} + ci] * s${i};\n        ${j_.map((j) => `acc${i}_${j} = fma(a${i}, b${j}, acc${i}_${j});`).join(' ')}`).join('\n        ')}
       }
     }
   }`;
-  return /* wgsl */ `
+  return /* wgsl */ `${wEnable(g)}
 // ---- kernel: conv2d_gemm ----
 // x [${B}, ${H}, ${W}, ${Cin}], w [${Cout}, ${Cin}, ${kh}, ${kw}] -> out [${B}, ${Ho}, ${Wo}, ${Cout}]
 // stride ${stride}, padding ${pad}; M = ${M}, N = ${Cout}, K = ${K}; tile ${BM} x ${BN} (${TM} x ${TN} per invocation)
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<f32>;
+${wDecl(g)}
 ${hasBias ? '@group(0) @binding(2) var<storage, read> bias: array<f32>;' : ''}
 @group(0) @binding(${hasBias ? 3 : 2}) var<storage, read_write> out: array<f32>;
 
@@ -134,12 +146,12 @@ const depthwiseWGSL = (g: ConvGeom, hasBias: boolean): string => {
   const total = B * Ho * WoT * C;
   const span = (DW_TX - 1) * stride + kw; // input columns one invocation reads per kernel row
   const t_ = [...Array(DW_TX).keys()];
-  return /* wgsl */ `
+  return /* wgsl */ `${wEnable(g)}
 // ---- kernel: conv2d_depthwise ----
 // x [${B}, ${H}, ${W}, ${C}], w [${C}, 1, ${kh}, ${kw}] -> out [${B}, ${Ho}, ${Wo}, ${C}]
 // stride ${stride}, padding ${pad}; ${DW_TX} output pixels along x per invocation
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<f32>;
+${wDecl(g)}
 ${hasBias ? '@group(0) @binding(2) var<storage, read> bias: array<f32>;' : ''}
 @group(0) @binding(${hasBias ? 3 : 2}) var<storage, read_write> out: array<f32>;
 
@@ -167,7 +179,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     }
     let wr = c * ${kh * kw}u + u32(ky) * ${kw}u;
     for (var kx = 0; kx < ${kw}; kx++) {
-      let wv = w[wr + u32(kx)];
+      let wv = ${wRead(g, 'wr + u32(kx)')};
       ${t_.map((t) => `acc${t} = fma(xs[kx + ${t * stride}], wv, acc${t});`).join('\n      ')}
     }
   }
@@ -184,12 +196,12 @@ const directWGSL = (g: ConvGeom, hasBias: boolean): string => {
   const { B, H, W, Cin, Cout, kh, kw, stride, pad, groups, Ho, Wo } = g;
   const cinG = Cin / groups, coutG = Cout / groups;
   const total = B * Ho * Wo * Cout;
-  return /* wgsl */ `
+  return /* wgsl */ `${wEnable(g)}
 // ---- kernel: conv2d_direct ----
 // x [${B}, ${H}, ${W}, ${Cin}], w [${Cout}, ${cinG}, ${kh}, ${kw}] -> out [${B}, ${Ho}, ${Wo}, ${Cout}]
 // stride ${stride}, padding ${pad}, groups ${groups}
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<f32>;
+${wDecl(g)}
 @group(0) @binding(${hasBias ? 3 : 2}) var<storage, read_write> out: array<f32>;
 ${hasBias ? '@group(0) @binding(2) var<storage, read> bias: array<f32>;' : ''}
 
@@ -215,7 +227,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       let xa = ((b * ${H}u + u32(iy)) * ${W}u + u32(ix)) * ${Cin}u + ci0;
       let wa = wrow + u32(ky * ${kw} + kx);
       for (var c = 0u; c < ${cinG}u; c++) {
-        acc += x[xa + c] * w[wa + c * ${kh * kw}u];
+        acc += x[xa + c] * ${wRead(g, `wa + c * ${kh * kw}u`)};
       }
     }
   }
@@ -237,11 +249,12 @@ export function conv2d(ctx: GpuContext, x: Tensor, weight: Tensor, bias: Tensor 
     throw new Error(`conv2d: x [${x.shape}] and weight [${weight.shape}] do not fit groups=${groups}`);
   }
   if (bias && (bias.size !== Cout)) throw new Error(`conv2d: bias [${bias.shape}] does not match Cout=${Cout}`);
-  if (x.dtype !== 'f32' || weight.dtype !== 'f32' || (bias && bias.dtype !== 'f32')) throw new Error('conv2d: f32 tensors only');
+  if (x.dtype !== 'f32' || (bias && bias.dtype !== 'f32')) throw new Error('conv2d: x and bias must be f32');
+  checkWeightDtype('conv2d', ctx, weight);
   const Ho = Math.floor((H + 2 * pad - kh) / stride) + 1;
   const Wo = Math.floor((W + 2 * pad - kw) / stride) + 1;
   if (Ho <= 0 || Wo <= 0) throw new Error(`conv2d: empty output for input ${H}x${W}, kernel ${kh}x${kw}`);
-  const g: ConvGeom = { B, H, W, Cin, Cout, kh, kw, stride, pad, groups, Ho, Wo };
+  const g: ConvGeom = { B, H, W, Cin, Cout, kh, kw, stride, pad, groups, Ho, Wo, wF16: weight.dtype === 'f16' };
   const out = ctx.empty([B, Ho, Wo, Cout]);
   const bindings = bias ? [x, weight, bias, out] : [x, weight, out];
 

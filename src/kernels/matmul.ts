@@ -52,6 +52,8 @@ interface KernelParams {
   activation: Activation;
   residual: boolean;
   tile: MatmulTile;
+  /** B stored as f16 (a weight kept in half precision; widened to f32 as it is read) */
+  bF16: boolean;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -121,7 +123,8 @@ function matmulWGSL(p: KernelParams): string {
 
   const inner: string[] = [];
   for (let i = 0; i < tm; i++) inner.push(`let a${i} = A[ar${i} + k];`);
-  for (let j = 0; j < tn; j++) inner.push(p.transB ? `let b${j} = B[br${j} + k];` : `let b${j} = B[br${j} + k * ${p.N}u];`);
+  const bRead = (i: string) => (p.bF16 ? `f32(B[${i}])` : `B[${i}]`);
+  for (let j = 0; j < tn; j++) inner.push(`let b${j} = ${bRead(p.transB ? `br${j} + k` : `br${j} + k * ${p.N}u`)};`);
   for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) inner.push(`acc${i}_${j} = fma(a${i}, b${j}, acc${i}_${j});`);
 
   // epilogue: out = act(alpha * acc + bias) + residual. Written as a loop over a private copy of
@@ -132,14 +135,14 @@ function matmulWGSL(p: KernelParams): string {
   let binding = 0;
   const bindings = [
     `@group(0) @binding(${binding++}) var<storage, read> A: array<f32>;`,
-    `@group(0) @binding(${binding++}) var<storage, read> B: array<f32>;`,
+    `@group(0) @binding(${binding++}) var<storage, read> B: array<${p.bF16 ? 'f16' : 'f32'}>;`,
     p.bias ? `@group(0) @binding(${binding++}) var<storage, read> bias: array<f32>;` : '',
     p.residual ? `@group(0) @binding(${binding++}) var<storage, read> residual: array<f32>;` : '',
     `@group(0) @binding(${binding++}) var<storage, read_write> out: array<f32>;`,
   ].filter((s) => s);
 
-  return /* wgsl */ `
-// ---- kernel: matmul ${p.transB ? 'A·Bᵀ' : 'A·B'} batch=${p.batch} M=${p.M} N=${p.N} K=${p.K} alpha=${p.alpha} bias=${p.bias} act=${p.activation} residual=${p.residual} tile=${tm}x${wx}*${tn} ----
+  return /* wgsl */ `${p.bF16 ? 'enable f16;\n' : ''}
+// ---- kernel: matmul ${p.transB ? 'A·Bᵀ' : 'A·B'} batch=${p.batch} M=${p.M} N=${p.N} K=${p.K} alpha=${p.alpha} bias=${p.bias} act=${p.activation} residual=${p.residual} tile=${tm}x${wx}*${tn}${p.bF16 ? ' B=f16' : ''} ----
 ${bindings.join('\n')}
 ${p.activation === 'gelu' ? ERF_WGSL : ''}
 @compute @workgroup_size(${wx})
@@ -194,6 +197,13 @@ function dispatch(ctx: GpuContext, p: KernelParams, a: Tensor, b: Tensor, bias: 
 
 const shapeStr = (t: Tensor): string => `[${t.shape.join(', ')}]`;
 
+/** A weight may be f16 (read as f16, computed in f32) when the device has shader-f16. */
+export function checkWeightDtype(kernel: string, ctx: GpuContext, w: Tensor): void {
+  if (w.dtype === 'f16' && !ctx.hasF16) {
+    throw new Error(`${kernel}: an f16 weight needs a device with the 'shader-f16' feature (this one has none); load the weights as f32`);
+  }
+}
+
 function checkOut(name: string, out: Tensor | undefined, shape: readonly number[]): void {
   if (!out) return;
   if (out.shape.length !== shape.length || out.shape.some((d, i) => d !== shape[i])) {
@@ -234,13 +244,14 @@ export function linear(ctx: GpuContext, x: Tensor, weight: Tensor, opts: LinearO
     throw new Error(`linear: residual ${shapeStr(opts.residual)} does not match output [${outShape.join(', ')}]`);
   }
   checkOut('linear', opts.out, outShape);
-  if (x.dtype !== 'f32' || weight.dtype !== 'f32') throw new Error('linear: only f32 tensors are supported');
+  if (x.dtype !== 'f32') throw new Error('linear: the input must be f32');
+  checkWeightDtype('linear', ctx, weight);
   const out = opts.out ?? ctx.empty(outShape);
   if (M === 0 || N === 0) return out;
   dispatch(ctx, {
     batch: 1, M, N, K, transB: true, bStride: 0, alpha: 1,
     bias: !!opts.bias, activation: opts.activation ?? 'none', residual: !!opts.residual,
-    tile: opts.tile ?? DEFAULT_TILE,
+    tile: opts.tile ?? DEFAULT_TILE, bF16: weight.dtype === 'f16',
   }, x, weight, opts.bias, opts.residual, out);
   return out;
 }
@@ -275,12 +286,13 @@ export function matmul(ctx: GpuContext, a: Tensor, b: Tensor, opts: MatmulOption
   }
   const outShape = a.shape.length === 2 && b.shape.length === 2 ? [M, N] : [batchA, M, N];
   checkOut('matmul', opts.out, outShape);
-  if (a.dtype !== 'f32' || b.dtype !== 'f32') throw new Error('matmul: only f32 tensors are supported');
+  if (a.dtype !== 'f32') throw new Error('matmul: a must be f32');
+  checkWeightDtype('matmul', ctx, b);
   const out = opts.out ?? ctx.empty(outShape);
   if (M === 0 || N === 0 || batchA === 0) return out;
   dispatch(ctx, {
     batch: batchA, M, N, K, transB, bStride: b.shape.length === 3 ? K * N : 0, alpha: opts.alpha ?? 1,
-    bias: false, activation: 'none', residual: false, tile: opts.tile ?? DEFAULT_TILE,
+    bias: false, activation: 'none', residual: false, tile: opts.tile ?? DEFAULT_TILE, bF16: b.dtype === 'f16',
   }, a, b, undefined, undefined, out);
   return out;
 }

@@ -24,7 +24,8 @@ export class Conv2d {
   static load(ctx: GpuContext, w: WeightSource, name: string, inCh: number, outCh: number, kernel: number,
     opts: Conv2dOptions = {}): Conv2d {
     const groups = opts.groups ?? 1;
-    const weight = w.tensor(join(name, 'weight'), [outCh, inCh / groups, kernel, kernel]);
+    // The weight may stay f16 on the GPU (the conv2d kernels read both); the bias is f32.
+    const weight = w.tensor(join(name, 'weight'), [outCh, inCh / groups, kernel, kernel], { allowF16: true });
     const bias = (opts.bias ?? true) ? w.tensor(join(name, 'bias'), [outCh]) : undefined;
     return new Conv2d(ctx, weight, bias, opts.stride ?? 1, opts.padding ?? 0, groups);
   }

@@ -14,7 +14,8 @@ export class Linear {
   ) {}
 
   static load(ctx: GpuContext, w: WeightSource, name: string, inDim: number, outDim: number, bias = true): Linear {
-    return new Linear(ctx, w.tensor(join(name, 'weight'), [outDim, inDim]), bias ? w.tensor(join(name, 'bias'), [outDim]) : undefined);
+    // The weight may stay f16 on the GPU (the linear kernel reads both); the bias is f32.
+    return new Linear(ctx, w.tensor(join(name, 'weight'), [outDim, inDim], { allowF16: true }), bias ? w.tensor(join(name, 'bias'), [outDim]) : undefined);
   }
 
   get inDim(): number {

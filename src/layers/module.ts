@@ -5,7 +5,8 @@ import type { Tensor } from '../gpu/tensor.js';
  * (src/io/weights.ts) implements it, collecting every missing or mis-shaped tensor into one error.
  */
 export interface WeightSource {
-  tensor(name: string, shape: readonly number[]): Tensor;
+  /** `allowF16`: the consumer's kernel also reads f16 (Linear and Conv2d weights; see io/weights.ts). */
+  tensor(name: string, shape: readonly number[], opts?: { allowF16?: boolean }): Tensor;
 }
 
 /** Joins name parts the way PyTorch's state_dict does (`a.b.0.c`). */

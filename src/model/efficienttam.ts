@@ -2,9 +2,9 @@
  * The EfficientTAM model: its parts built from one config and one set of weights, under the
  * official names. Read this file top-down for the path of one frame:
  *
- *   pixels -> image encoder (image_encoder.ts) -> [memory attention]
+ *   pixels -> image encoder (image_encoder.ts) -> memory attention (memory_attention.ts)
  *          -> prompt encoder + mask decoder (prompt_encoder.ts, mask_decoder.ts)
- *          -> [memory encoder] -> memory bank
+ *          -> memory encoder (memory_encoder.ts) -> [memory bank]
  *
  * The image predictor (image_predictor.ts) decodes vision features + no_mem_embed directly.
  *
@@ -18,6 +18,8 @@ import { ImageEncoder } from './image_encoder.js';
 import { checkWeightsForConfig } from '../weights/variant.js';
 import { MaskDecoder } from './mask_decoder.js';
 import { PromptEncoder } from './prompt_encoder.js';
+import { MemoryAttention } from './memory_attention.js';
+import { MemoryEncoder } from './memory_encoder.js';
 import type { Tensor } from '../gpu/tensor.js';
 
 export interface LoadOptions {
@@ -35,7 +37,7 @@ export interface LoadOptions {
 
 /** Parts of the official state dict that this version does not build yet. */
 const NOT_YET_BUILT = [
-  'memory_attention.', 'memory_encoder.', 'obj_ptr_proj.',
+  'obj_ptr_proj.',
   'obj_ptr_tpos_proj.', 'mask_downsample.', 'maskmem_tpos_enc', 'no_mem_pos_enc', 'no_obj_ptr',
   'no_obj_embed_spatial',
 ];
@@ -51,6 +53,8 @@ export class EfficientTAM {
     readonly maskDecoder: MaskDecoder,
     /** no_mem_embed [C]: added to the vision features of a frame without memories */
     readonly noMemEmbed: Tensor,
+    readonly memoryEncoder: MemoryEncoder,
+    readonly memoryAttention: MemoryAttention,
   ) {}
 
   /** Input side length S of the image encoder (1024, or 512 for the `_512x512` variants). */
@@ -74,7 +78,9 @@ export class EfficientTAM {
     const promptEncoder = PromptEncoder.load(ctx, w, 'sam_prompt_encoder', C, g, cfg.image_size);
     const maskDecoder = MaskDecoder.load(ctx, w, 'sam_mask_decoder', C, cfg);
     const noMemEmbed = w.tensor('no_mem_embed', [1, 1, C]).reshape([C]);
+    const memoryEncoder = MemoryEncoder.load(ctx, w, 'memory_encoder', cfg.memory_encoder);
+    const memoryAttention = MemoryAttention.load(ctx, w, 'memory_attention', cfg.memory_attention);
     w.finish();
-    return new EfficientTAM(ctx, cfg, imageEncoder, promptEncoder, maskDecoder, noMemEmbed);
+    return new EfficientTAM(ctx, cfg, imageEncoder, promptEncoder, maskDecoder, noMemEmbed, memoryEncoder, memoryAttention);
   }
 }

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Downloads one official EfficientTAM checkpoint and converts it to safetensors (F16 by default).
+#
+#   weights/get.sh efficienttam_ti_512x512            -> weights/efficienttam_ti_512x512.safetensors (F16)
+#   weights/get.sh efficienttam_s --f32               -> weights/efficienttam_s.safetensors (F32)
+#   OUT_DIR=/data weights/get.sh efficienttam_ti_1
+#
+# Needs curl and Node >= 20 (run from the repository root, after `npm install`).
+set -euo pipefail
+
+VARIANTS="efficienttam_ti efficienttam_ti_1 efficienttam_ti_2 efficienttam_ti_512x512 efficienttam_s efficienttam_s_1 efficienttam_s_2 efficienttam_s_512x512"
+BASE_URL="${BASE_URL:-https://huggingface.co/yunyangx/efficient-track-anything/resolve/main}"
+
+name="${1:-}"
+if [[ -z "$name" || " $VARIANTS " != *" $name "* ]]; then
+  echo "usage: $0 <variant> [--f32]" >&2
+  echo "variants: $VARIANTS" >&2
+  exit 2
+fi
+precision="--f16"
+if [[ "${2:-}" == "--f32" ]]; then precision=""; fi
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+out_dir="${OUT_DIR:-$here}"
+mkdir -p "$out_dir"
+pt="$out_dir/$name.pt"
+out="$out_dir/$name.safetensors"
+
+if [[ ! -s "$pt" ]]; then
+  echo "downloading $BASE_URL/$name.pt"
+  # -f: fail on HTTP errors; -L: follow the redirect to the CDN; -C -: resume a partial download
+  curl -fL --retry 3 -C - -o "$pt.part" "$BASE_URL/$name.pt"
+  mv "$pt.part" "$pt"
+fi
+
+echo "converting $pt -> $out ${precision:+(F16)}"
+cd "$root"
+npx tsx src/convert/cli.ts "$pt" "$out" $precision
+echo "done: $out"
+echo "(the .pt is kept at $pt; delete it if you do not need it)"

@@ -57,7 +57,8 @@ async function check(b: number, nq: number, nk: number, heads: number, d: number
   return err;
 }
 
-describe('attention', () => {
+// The first run of each new shape compiles its shader; on lavapipe the unrolled d=64 kernel takes 20-70 s.
+describe('attention', { timeout: 600_000 }, () => {
   it('odd sizes: B=2, Nq=37, Nk=53, 3 heads of d=16', async () => {
     await check(2, 37, 53, 3, 16, 16, 10);
   });
@@ -69,20 +70,20 @@ describe('attention', () => {
   });
   it('large logits (scale so they reach about ±60) do not overflow', async () => {
     const ctx = await gpu();
-    // q, k ~ N(0, 1) with d = 16: q·k reaches about ±15; scale 4 puts the logits around ±60
+    // q, k ~ N(0, 1) with d = 16: q·k reaches about ±15; scale 5 puts the largest near ±70
     const b = 1, nq = 40, nk = 67, heads = 2, d = 16;
     const q = randn(b * nq * heads * d, 40), k = randn(b * nk * heads * d, 41), v = randn(b * nk * heads * d, 42);
     let maxLogit = 0;
     for (let i = 0; i < nq; i++) for (let j = 0; j < nk; j++) {
       let dot = 0;
       for (let c = 0; c < d; c++) dot += q[i * heads * d + c]! * k[j * heads * d + c]!;
-      maxLogit = Math.max(maxLogit, Math.abs(dot * 4));
+      maxLogit = Math.max(maxLogit, Math.abs(dot * 5));
     }
     expect(maxLogit).toBeGreaterThan(60);
     const o = await attention(ctx, ctx.upload(q, [b, nq, heads * d]), ctx.upload(k, [b, nk, heads * d]),
-      ctx.upload(v, [b, nk, heads * d]), heads, { scale: 4 }).read();
+      ctx.upload(v, [b, nk, heads * d]), heads, { scale: 5 }).read();
     expect(o.every(Number.isFinite)).toBe(true);
-    expect(maxAbsDiff(o, attentionRef(q, k, v, b, nq, nk, heads, d, d, 4))).toBeLessThan(1e-4);
+    expect(maxAbsDiff(o, attentionRef(q, k, v, b, nq, nk, heads, d, d, 5))).toBeLessThan(1e-4);
   });
   it('packed qkv gives the same result as separate q, k, v', async () => {
     const ctx = await gpu();
@@ -112,8 +113,8 @@ describe('attention', () => {
     const ctx = await gpu();
     const b = 1, n = 45, heads = 3, d = 16, c = heads * d;
     const qkv = ctx.upload(randn(b * n * 3 * c, 90), [b, n, 3 * c]);
-    const a = await attentionPacked(ctx, qkv, heads, { config: { bq: 64, bk: 32 } }).read();
-    for (const config of [{ bq: 32, bk: 16 }, { bq: 16, bk: 7 }, { bq: 128, bk: 64 }]) {
+    const a = await attentionPacked(ctx, qkv, heads, { config: { bq: 64, bk: 32, unroll: true } }).read();
+    for (const config of [{ bq: 64, bk: 32, unroll: false }, { bq: 32, bk: 16, unroll: true }, { bq: 16, bk: 12, unroll: false }]) {
       const o = await attentionPacked(ctx, qkv, heads, { config }).read();
       expect(maxAbsDiff(o, a)).toBeLessThan(1e-5 * Math.max(1, maxAbs(a)));
     }
@@ -128,5 +129,6 @@ describe('attention', () => {
     expect(() => attention(ctx, t(5, 48), t(7, 48), t(7, 48), 3)).toThrow(/\[B, N, C\]/);
     expect(() => attentionPacked(ctx, t(1, 5, 48), 3)).toThrow(/3\*H\*d/);
     expect(() => attentionPacked(ctx, t(5, 144), 3)).toThrow(/3\*H\*d/);
+    expect(() => attentionPacked(ctx, t(1, 5, 144), 3, { config: { bq: 64, bk: 6 } })).toThrow(/multiple/);
   });
 });

@@ -5,10 +5,12 @@ import { f32lit, grid1d } from './util.js';
 /**
  * Scaled dot-product attention, softmax(q kᵀ · scale) v, fused in the flash-attention way: the
  * Nq × Nk score matrix is never stored. A workgroup takes a tile of BQ queries of one (batch, head),
- * one query per invocation, with the query row and the output accumulator held in private arrays.
- * Keys and values stream through workgroup memory BK at a time; for each tile an invocation computes
- * its BK scores, raises its running max if needed (rescaling the accumulator and the running sum by
- * exp(old max - new max)), then adds exp(score - max) · v for each key ("online softmax").
+ * one query per invocation, with the query row and the output accumulator held by the invocation
+ * (named variables in unrolled code, or private arrays with loops; see AttentionConfig.unroll).
+ * Keys and values stream through workgroup memory BK at a time (zero-padded past Nk). An invocation
+ * takes the tile's keys 4 at a time: it computes their 4 scores, raises its running max if needed
+ * (rescaling the accumulator and the running sum by exp(old max - new max)), then adds
+ * exp(score - max) · v for each ("online softmax"). Keys past Nk get the score -FLT_MAX.
  *
  * Heads are packed in the channel axis the way PyTorch's reshape(B, N, H, d) lays them out: head h
  * of a token is channels [h*d, (h+1)*d). The packed entry point reads q, k and v of the ViT's qkv
@@ -29,6 +31,8 @@ export interface AttentionConfig {
   bq: number;
   /** keys per tile staged in workgroup memory */
   bk: number;
+  /** q and the accumulator in named variables with the channel loops unrolled (else private arrays and loops) */
+  unroll?: boolean;
 }
 
 interface AttentionParams {
@@ -46,15 +50,23 @@ interface AttentionParams {
   outStride: number;
 }
 
+/** Keys processed together in the inner loop (one max update per group); bk must be a multiple. */
+const KEY_GROUP = 4;
+
 /** Workgroup memory budget: browsers guarantee 16 KiB. */
 const WG_MEM_BYTES = 16384;
 
-/** Tile sizes for head dims d, dv (tuned on lavapipe; see bench/attention.ts). */
+/**
+ * Tile sizes for head dims d, dv, tuned on lavapipe at N=1024, d=64 (ms): bq x bk = 64x32 unrolled 532,
+ * 32x32 unrolled 565; looped: 64x32 884, 32x32 903, 128x32 1026, 64x16 1996.
+ */
 export function defaultAttentionConfig(d: number, dv: number): AttentionConfig {
   const bq = 64;
   let bk = 32;
-  while (bk > 1 && bk * (d + dv) * 4 > WG_MEM_BYTES) bk /= 2;
-  return { bq, bk };
+  while (bk > KEY_GROUP && bk * (d + dv) * 4 > WG_MEM_BYTES) bk /= 2;
+  // Unrolled is ~1.6x faster on lavapipe at d=64 but its LLVM compile takes 20-60 s (vs ~1 s);
+  // past d + dv = 128 the compile time grows further, so larger heads use the looped form.
+  return { bq, bk, unroll: d + dv <= 128 };
 }
 
 const attentionWGSL = (p: AttentionParams, cfg: AttentionConfig): string => {
@@ -66,9 +78,18 @@ const attentionWGSL = (p: AttentionParams, cfg: AttentionConfig): string => {
   const DW = p.d / w, DVW = p.dv / w;
   const qTiles = Math.ceil(p.nq / BQ);
   const total = qTiles * p.batch * p.heads;
-  const ragged = p.nk % BK !== 0;
-  const dotv = w === 4 ? 'dot(a, b)' : 'a * b';
   const u = (n: number): string => `${n}u`;
+  const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+  const dot = (a: string, b: string): string => (w === 4 ? `dot(${a}, ${b})` : `${a} * ${b}`);
+  // Unrolled: the query row and the accumulator are named variables q0.., acc0.. (a first version
+  // with private arrays and constant-bound loops took lavapipe's LLVM minutes to compile). Looped:
+  // private arrays, with loop bounds the compiler cannot see so that it does not unroll them.
+  const lines = (n: number, f: (i: number) => string, indent: string): string => range(n).map((i) => indent + f(i)).join('\n');
+  const G = KEY_GROUP;
+  const U = cfg.unroll ?? false;
+  const SCALE = f32lit(p.scale * Math.LOG2E);
+  const score = (g: number): string =>
+    range(DW).map((i) => dot(`q${i}`, `ks[kq + ${u(g * DW + i)}]`)).join(' + ');
   return /* wgsl */ `
 // ---- kernel: attention (B ${p.batch}, H ${p.heads}, Nq ${p.nq}, Nk ${p.nk}, d ${p.d}, dv ${p.dv}, BQ ${BQ}, BK ${BK}) ----
 @group(0) @binding(0) var<storage, read> qb: array<${VT}>;
@@ -94,8 +115,6 @@ const O_TOK = ${u(p.outStride / w)};
 var<workgroup> ks: array<${VT}, ${BK * DW}>;    // [BK, d]
 var<workgroup> vs: array<${VT}, ${BK * DVW}>;   // [BK, dv]
 
-fn dotv(a: ${VT}, b: ${VT}) -> f32 { return ${dotv}; }
-
 @compute @workgroup_size(${BQ})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
@@ -109,15 +128,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let nc = min(n, NQ - 1u);   // invocations past the end compute a duplicate row and do not store it
 
   // this invocation's query row, pre-scaled by scale * log2(e)
-  var q: array<${VT}, ${DW}>;
   let qBase = (b * NQ + nc) * Q_TOK + Q_OFF + h * DW;
-  for (var i = 0u; i < DW; i++) { q[i] = qb[qBase + i] * ${f32lit(p.scale * Math.LOG2E)}; }
-
+${U ? lines(DW, (i) => `let q${i} = qb[qBase + ${u(i)}] * ${SCALE};`, '  ') : `  var q: array<${VT}, ${DW}>;
   var acc: array<${VT}, ${DVW}>;
-  for (var i = 0u; i < DVW; i++) { acc[i] = ${VT}(0.0); }
+  // loop bounds hidden from the compiler (nwg.z is 1) so that it keeps these loops as loops
+  let dw = DW + nwg.z - 1u;
+  let dvw = DVW + nwg.z - 1u;
+  for (var i = 0u; i < dw; i++) { q[i] = qb[qBase + i] * ${SCALE}; }
+  for (var i = 0u; i < dvw; i++) { acc[i] = ${VT}(0.0); }`}
+${U ? lines(DVW, (i) => `var acc${i} = ${VT}(0.0);`, '  ') : ''}
   var m = LOWEST;   // running max of the base-2 scores
   var l = 0.0;      // running sum of exp2(score - m)
-  var s: array<f32, ${BK}>;
 
   let kBase = b * NK * K_TOK + K_OFF + h * DW;
   let vBase = b * NK * V_TOK + V_OFF + h * DVW;
@@ -138,37 +159,47 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     }
     workgroupBarrier();
 
-    // scores of this tile and their max
-    var mt = m;
-    for (var j = 0u; j < BK; j++) {
-      var sj = 0.0;
-      for (var i = 0u; i < DW; i++) { sj += dotv(q[i], ks[j * DW + i]); }${ragged ? `
-      if (k0 + j >= NK) { sj = LOWEST; }` : ''}
-      s[j] = sj;
-      mt = max(mt, sj);
-    }
-    // rescale what has been accumulated to the new max
-    let alpha = exp2(m - mt);
-    m = mt;
-    l *= alpha;
-    for (var i = 0u; i < DVW; i++) { acc[i] *= alpha; }
-    for (var j = 0u; j < BK; j++) {
-      let pj = exp2(s[j] - m);
-      l += pj;
-      for (var i = 0u; i < DVW; i++) { acc[i] += pj * vs[j * DVW + i]; }
+    // keys of this tile, ${G} at a time: their scores, the running max, the weighted values
+    let kn = min(BK, NK - k0);
+    for (var j = 0u; j < kn; j += ${u(G)}) {
+      let kq = j * DW;
+${U ? lines(G, (gi) => `var s${gi} = ${score(gi)};`, '      ') : `${lines(G, (gi) => `var s${gi} = 0.0;`, '      ')}
+      for (var i = 0u; i < dw; i++) {
+        let qi = q[i];
+${lines(G, (gi) => `s${gi} += ${dot('qi', `ks[kq + ${u(gi * DW)} + i]`)};`, '        ')}
+      }`}
+${lines(G - 1, (gi) => `if (j + ${u(gi + 1)} >= kn) { s${gi + 1} = LOWEST; }`, '      ')}
+      let mt = ${range(G).reduce((e, gi) => `max(${e}, s${gi})`, 'm')};
+      if (mt > m) {
+        // rescale what has been accumulated to the new max
+        let alpha = exp2(m - mt);
+        l *= alpha;
+${U ? lines(DVW, (i) => `acc${i} *= alpha;`, '        ') : '        for (var i = 0u; i < dvw; i++) { acc[i] *= alpha; }'}
+        m = mt;
+      }
+${lines(G, (gi) => `let p${gi} = exp2(s${gi} - m);`, '      ')}
+      l += ${range(G).map((gi) => `p${gi}`).join(' + ')};
+      let kv = j * DVW;
+${U ? lines(DVW, (i) => `acc${i} += ${range(G).map((gi) => `p${gi} * vs[kv + ${u(gi * DVW + i)}]`).join(' + ')};`, '      ')
+  : `      for (var i = 0u; i < dvw; i++) {
+        acc[i] += ${range(G).map((gi) => `p${gi} * vs[kv + ${u(gi * DVW)} + i]`).join(' + ')};
+      }`}
     }
   }
 
   if (n < NQ) {
     let inv = 1.0 / l;
     let oBase = (b * NQ + n) * O_TOK + h * DVW;
-    for (var i = 0u; i < DVW; i++) { out[oBase + i] = acc[i] * inv; }
+${U ? lines(DVW, (i) => `out[oBase + ${u(i)}] = acc${i} * inv;`, '    ') : '    for (var i = 0u; i < dvw; i++) { out[oBase + i] = acc[i] * inv; }'}
   }
 }
 `;
 };
 
 function run(ctx: GpuContext, p: AttentionParams, bindings: Tensor[], out: Tensor, cfg: AttentionConfig): void {
+  if (cfg.bk < KEY_GROUP || cfg.bk % KEY_GROUP !== 0 || cfg.bq < 1) {
+    throw new Error(`attention: bad tile config bq ${cfg.bq}, bk ${cfg.bk} (bk must be a multiple of ${KEY_GROUP})`);
+  }
   const total = Math.ceil(p.nq / cfg.bq) * p.batch * p.heads;
   ctx.run({
     pipeline: ctx.pipeline('attention', attentionWGSL(p, cfg)),

@@ -41,13 +41,13 @@ function unpackQkv(qkv: Float32Array, b: number, n: number, c: number): [Float32
 }
 
 async function check(b: number, nq: number, nk: number, heads: number, d: number, dv: number, seed: number,
-  opts: { scale?: number; qScale?: number; tol?: number } = {}): Promise<number> {
+  opts: { scale?: number; qScale?: number; tol?: number; method?: 'composed' | 'fused' } = {}): Promise<number> {
   const ctx = await gpu();
   const q = randn(b * nq * heads * d, seed, opts.qScale ?? 1);
   const k = randn(b * nk * heads * d, seed + 1);
   const v = randn(b * nk * heads * dv, seed + 2);
   const qt = ctx.upload(q, [b, nq, heads * d]), kt = ctx.upload(k, [b, nk, heads * d]), vt = ctx.upload(v, [b, nk, heads * dv]);
-  const o = attention(ctx, qt, kt, vt, heads, opts.scale === undefined ? {} : { scale: opts.scale });
+  const o = attention(ctx, qt, kt, vt, heads, { method: opts.method, ...(opts.scale === undefined ? {} : { scale: opts.scale }) });
   expect(o.shape).toEqual([b, nq, heads * dv]);
   const got = await o.read();
   const ref = attentionRef(q, k, v, b, nq, nk, heads, d, dv, opts.scale);
@@ -58,6 +58,18 @@ async function check(b: number, nq: number, nk: number, heads: number, d: number
 }
 
 // The first run of each new shape compiles its shader; on lavapipe the unrolled d=64 kernel takes 20-70 s.
+describe.each(['composed', 'fused'] as const)('attention (%s)', (method) => {
+  it('odd sizes: B=2, Nq=37, Nk=53, 3 heads of d=16', async () => {
+    await check(2, 37, 53, 3, 16, 16, 10, { method });
+  });
+  it('d=64 with dv != d, Nk=1100', async () => {
+    await check(1, 21, 1100, 2, 64, 32, 20, { method });
+  });
+  it('large logits (up to about ±70) do not overflow', async () => {
+    await check(1, 40, 67, 2, 16, 16, 40, { method, scale: 5, tol: 1e-4 });
+  });
+});
+
 describe('attention', { timeout: 600_000 }, () => {
   it('odd sizes: B=2, Nq=37, Nk=53, 3 heads of d=16', async () => {
     await check(2, 37, 53, 3, 16, 16, 10);

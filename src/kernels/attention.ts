@@ -1,5 +1,6 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
+import { attentionComposed, composedFits } from './attention_composed.js';
 import { f32lit, grid1d } from './util.js';
 
 /**
@@ -64,9 +65,11 @@ export function defaultAttentionConfig(d: number, dv: number): AttentionConfig {
   const bq = 64;
   let bk = 32;
   while (bk > KEY_GROUP && bk * (d + dv) * 4 > WG_MEM_BYTES) bk /= 2;
-  // Unrolled is ~1.6x faster on lavapipe at d=64 but its LLVM compile takes 20-60 s (vs ~1 s);
-  // past d + dv = 128 the compile time grows further, so larger heads use the looped form.
-  return { bq, bk, unroll: d + dv <= 128 };
+  // Unrolled is ~1.6x faster on lavapipe at d=64 but its LLVM compile takes 20-60 s (vs ~1 s).
+  // The fused kernel only serves shapes whose scores are too large for the composed path (see
+  // attention_composed.ts), so the looped form, quick to compile, is the default; small heads
+  // (d + dv <= 32) unroll cheaply.
+  return { bq, bk, unroll: d + dv <= 32 };
 }
 
 const attentionWGSL = (p: AttentionParams, cfg: AttentionConfig): string => {
@@ -208,9 +211,24 @@ function run(ctx: GpuContext, p: AttentionParams, bindings: Tensor[], out: Tenso
   });
 }
 
+function useComposed(ctx: GpuContext, p: AttentionParams, opts: AttentionOptions): boolean {
+  const method = opts.method ?? (opts.config ? 'fused' : 'auto');
+  if (method === 'fused') return false;
+  const fits = composedFits(ctx, p.nq, p.nk);
+  if (method === 'composed' && !fits) {
+    throw new Error(`attention: the ${p.nq}x${p.nk} scores of one head do not fit the composed path's budget`);
+  }
+  return fits;
+}
+
 export interface AttentionOptions {
   /** multiplies q·k; default 1/sqrt(d) */
   scale?: number;
+  /**
+   * 'composed' (matmul, softmax, matmul; see attention_composed.ts), 'fused' (this file's
+   * flash-style kernel), or 'auto' (default): composed when one head's scores fit its budget.
+   */
+  method?: 'auto' | 'composed' | 'fused';
   /** tile sizes (for benchmarks); default defaultAttentionConfig(d, dv) */
   config?: AttentionConfig;
 }
@@ -244,7 +262,11 @@ export function attention(ctx: GpuContext, q: Tensor, k: Tensor, v: Tensor, numH
     v: { tokenStride: cv, offset: 0 },
     outStride: cv,
   };
-  run(ctx, p, [q, k, v], out, opts.config ?? defaultAttentionConfig(d, dv));
+  if (useComposed(ctx, p, opts)) {
+    attentionComposed(ctx, p, { t: q, ...p.q }, { t: k, ...p.k }, { t: v, ...p.v }, out);
+  } else {
+    run(ctx, p, [q, k, v], out, opts.config ?? defaultAttentionConfig(d, dv));
+  }
   return out;
 }
 
@@ -270,6 +292,10 @@ export function attentionPacked(ctx: GpuContext, qkv: Tensor, numHeads: number, 
     v: { tokenStride: c3, offset: 2 * c },
     outStride: c,
   };
-  run(ctx, p, [qkv, qkv, qkv], out, opts.config ?? defaultAttentionConfig(d, d));
+  if (useComposed(ctx, p, opts)) {
+    attentionComposed(ctx, p, { t: qkv, ...p.q }, { t: qkv, ...p.k }, { t: qkv, ...p.v }, out);
+  } else {
+    run(ctx, p, [qkv, qkv, qkv], out, opts.config ?? defaultAttentionConfig(d, d));
+  }
   return out;
 }

@@ -6,20 +6,17 @@ import { assertShape, f32lit, grid1d } from './util.js';
  * LayerNorm over the last axis, as torch.nn.LayerNorm(C) / F.layer_norm: biased variance, eps
  * added to the variance.
  *
- * One workgroup per row. The statistics are computed in two passes over the row, numerically
- * careful: pass 1 gives a mean m0; pass 2 sums d = x - m0 and d² (the "corrected two-pass"
- * algorithm), so mean = m0 + Σd/C and var = Σd²/C - (Σd/C)², where Σd/C is tiny and nothing
- * cancels catastrophically even when |mean| >> std. Pass 3 writes (x - mean) / sqrt(var + eps) * w + b.
+ * One invocation per row (rows side by side in a workgroup): on software WebGPU the invocations
+ * of a workgroup run as SIMD lanes, and a row per lane beats a tree reduction with barriers by an
+ * order of magnitude. The statistics are numerically careful ("corrected two-pass"): pass 1 gives
+ * a mean m0; pass 2 sums d = x - m0 and d², so mean = m0 + Σd/C and var = Σd²/C - (Σd/C)², where
+ * Σd/C is tiny and nothing cancels catastrophically even when |mean| >> std. Pass 3 writes
+ * (x - mean) / sqrt(var + eps) * w + b.
  */
 
-/** Workgroup size for rows of C channels: a power of two in [32, 256], about C/2 threads. */
-function wgSize(c: number): number {
-  let wg = 32;
-  while (wg < 256 && wg * 2 <= c) wg *= 2;
-  return wg;
-}
+const WG = 64;
 
-const layerNormWGSL = (rows: number, c: number, eps: number, wg: number): string => /* wgsl */ `
+const layerNormWGSL = (rows: number, c: number, eps: number): string => /* wgsl */ `
 // ---- kernel: layer_norm (rows ${rows}, C ${c}) ----
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> weight: array<f32>;
@@ -27,47 +24,32 @@ const layerNormWGSL = (rows: number, c: number, eps: number, wg: number): string
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 const C = ${c}u;
-const WG = ${wg}u;
-var<workgroup> red: array<vec2f, WG>;
 
-// Sum of red[0..WG) into red[0] (tree reduction); every invocation must call it.
-fn reduce(lid: u32, v: vec2f) -> vec2f {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var off = WG / 2u; off > 0u; off = off / 2u) {
-    if (lid < off) { red[lid] = red[lid] + red[lid + off]; }
-    workgroupBarrier();
-  }
-  let total = red[0];
-  workgroupBarrier();
-  return total;
-}
-
-@compute @workgroup_size(${wg})
+@compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
-  let row = wid.y * nwg.x + wid.x;
+  let row = (wid.y * nwg.x + wid.x) * ${WG}u + lid;
   if (row >= ${rows}u) { return; }
   let base = row * C;
 
   // pass 1: a first estimate of the mean
   var s = 0.0;
-  for (var i = lid; i < C; i += WG) { s += x[base + i]; }
-  let m0 = reduce(lid, vec2f(s, 0.0)).x / f32(C);
+  for (var i = 0u; i < C; i++) { s += x[base + i]; }
+  let m0 = s / f32(C);
 
   // pass 2: sums of d = x - m0 and d²
   var sd = vec2f(0.0);
-  for (var i = lid; i < C; i += WG) {
+  for (var i = 0u; i < C; i++) {
     let d = x[base + i] - m0;
     sd += vec2f(d, d * d);
   }
-  let t = reduce(lid, sd) / f32(C);
+  let t = sd / f32(C);
   let dm = t.x;                                   // mean - m0
   let variance = max(t.y - dm * dm, 0.0);         // biased, as torch
   let rstd = inverseSqrt(variance + ${f32lit(eps)});
 
   // pass 3: normalise, scale, shift
-  for (var i = lid; i < C; i += WG) {
+  for (var i = 0u; i < C; i++) {
     out[base + i] = ((x[base + i] - m0) - dm) * rstd * weight[i] + bias[i];
   }
 }
@@ -87,11 +69,10 @@ export function layerNorm(ctx: GpuContext, x: Tensor, weight: Tensor, bias: Tens
   const rows = x.size / c;
   const o = out ?? ctx.empty(x.shape);
   if (rows === 0) return o;
-  const wg = wgSize(c);
   ctx.run({
-    pipeline: ctx.pipeline('layer_norm', layerNormWGSL(rows, c, eps, wg)),
+    pipeline: ctx.pipeline('layer_norm', layerNormWGSL(rows, c, eps)),
     bindings: [x, weight, bias, o],
-    workgroups: grid1d(rows).workgroups,
+    workgroups: grid1d(Math.ceil(rows / WG)).workgroups,
   });
   return o;
 }

@@ -52,6 +52,7 @@ export class GpuContext {
   readonly hasSubgroups: boolean;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly pool = new Map<number, GPUBuffer[]>();
+  private readonly uniforms = new Map<string, GPUBuffer>();
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private lostReason: string | null = null;
@@ -119,6 +120,23 @@ export class GpuContext {
     if (list && list.length > 0) return list.pop()!;
     this.bytesHeld += size;
     return this.createBuffer(size, STORAGE_USAGE);
+  }
+
+  /**
+   * A uniform buffer holding these 32-bit words, made once per distinct content and kept: kernels
+   * whose sizes are uniforms share one pipeline across shapes, and a model's shapes repeat every
+   * frame, so nothing is allocated or uploaded per frame.
+   */
+  uniform(words: Uint32Array): GPUBuffer {
+    const key = words.join(',');
+    let b = this.uniforms.get(key);
+    if (!b) {
+      const UNIFORM = 0x0040;
+      b = this.createBuffer(Math.max(16, Math.ceil(words.byteLength / 16) * 16), UNIFORM | COPY_DST);
+      this.device.queue.writeBuffer(b, 0, words as Uint32Array<ArrayBuffer>);
+      this.uniforms.set(key, b);
+    }
+    return b;
   }
 
   /** Gives a buffer back to the pool (GPU work already recorded with it stays valid). */

@@ -106,25 +106,46 @@ const ACT_WGSL: Record<Activation, string> = {
 // kernel source
 // ------------------------------------------------------------------------------------------------
 
+/** What varies between calls of one kernel variant: read from a uniform buffer, not compiled in. */
+interface Sizes {
+  M: number; N: number; K: number; tilesM: number; tilesN: number; total: number; bStride: number; alpha: number;
+}
+
+function sizesOf(p: KernelParams): Sizes {
+  const tilesM = Math.ceil(p.M / p.tile.tm), tilesN = Math.ceil(p.N / (p.tile.wx * p.tile.tn));
+  return { M: p.M, N: p.N, K: p.K, tilesM, tilesN, total: tilesM * tilesN * p.batch, bStride: p.bStride, alpha: p.alpha };
+}
+
+/** The uniform block of `Sizes`, in the order of the WGSL struct `Sizes`. */
+function sizesData(z: Sizes): Uint32Array {
+  const u = new Uint32Array(8);
+  u.set([z.M, z.N, z.K, z.tilesM, z.tilesN, z.total, z.bStride]);
+  new Float32Array(u.buffer)[7] = z.alpha;
+  return u;
+}
+
+/**
+ * The kernel for one variant (layout of B, epilogue, tile, B's dtype). Sizes are uniforms, so
+ * every shape shares the variant's one pipeline: on software WebGPU a pipeline takes a second or
+ * more to compile, and a model has dozens of matmul shapes.
+ */
 function matmulWGSL(p: KernelParams): string {
   const { wx, tm, tn } = p.tile;
   const BN = wx * tn;
-  const tilesM = Math.ceil(p.M / tm), tilesN = Math.ceil(p.N / BN);
-  const total = tilesM * tilesN * p.batch;
 
   const setup: string[] = [];
   // row starts of A (clamped to the last row) and of B's columns n (clamped to the last column)
-  for (let i = 0; i < tm; i++) setup.push(`let ar${i} = aBase + min(m0 + ${i}u, ${p.M - 1}u) * ${p.K}u;`);
+  for (let i = 0; i < tm; i++) setup.push(`let ar${i} = aBase + min(m0 + ${i}u, Z.M - 1u) * Z.K;`);
   for (let j = 0; j < tn; j++) {
-    const n = `min(n0 + tx + ${j * wx}u, ${p.N - 1}u)`;
-    setup.push(p.transB ? `let br${j} = bBase + ${n} * ${p.K}u;` : `let br${j} = bBase + ${n};`);
+    const n = `min(n0 + tx + ${j * wx}u, Z.N - 1u)`;
+    setup.push(p.transB ? `let br${j} = bBase + ${n} * Z.K;` : `let br${j} = bBase + ${n};`);
   }
   for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) setup.push(`var acc${i}_${j} = 0.0;`);
 
   const inner: string[] = [];
   for (let i = 0; i < tm; i++) inner.push(`let a${i} = A[ar${i} + k];`);
   const bRead = (i: string) => (p.bF16 ? `f32(B[${i}])` : `B[${i}]`);
-  for (let j = 0; j < tn; j++) inner.push(`let b${j} = ${bRead(p.transB ? `br${j} + k` : `br${j} + k * ${p.N}u`)};`);
+  for (let j = 0; j < tn; j++) inner.push(`let b${j} = ${bRead(p.transB ? `br${j} + k` : `br${j} + k * Z.N`)};`);
   for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) inner.push(`acc${i}_${j} = fma(a${i}, b${j}, acc${i}_${j});`);
 
   // epilogue: out = act(alpha * acc + bias) + residual. Written as a loop over a private copy of
@@ -139,38 +160,45 @@ function matmulWGSL(p: KernelParams): string {
     p.bias ? `@group(0) @binding(${binding++}) var<storage, read> bias: array<f32>;` : '',
     p.residual ? `@group(0) @binding(${binding++}) var<storage, read> residual: array<f32>;` : '',
     `@group(0) @binding(${binding++}) var<storage, read_write> out: array<f32>;`,
+    `@group(0) @binding(${binding++}) var<uniform> Z: Sizes;`,
   ].filter((s) => s);
 
   return /* wgsl */ `${p.bF16 ? 'enable f16;\n' : ''}
-// ---- kernel: matmul ${p.transB ? 'A·Bᵀ' : 'A·B'} batch=${p.batch} M=${p.M} N=${p.N} K=${p.K} alpha=${p.alpha} bias=${p.bias} act=${p.activation} residual=${p.residual} tile=${tm}x${wx}*${tn}${p.bF16 ? ' B=f16' : ''} ----
+// ---- kernel: matmul ${p.transB ? 'A·Bᵀ' : 'A·B'} bias=${p.bias} act=${p.activation} residual=${p.residual} tile=${tm}x${wx}*${tn}${p.bF16 ? ' B=f16' : ''} ----
+struct Sizes {
+  M: u32, N: u32, K: u32,
+  tilesM: u32, tilesN: u32, total: u32,   // output tiles along M and N, and in all (times the batch)
+  bStride: u32,                           // elements between B matrices (0: one B for the batch)
+  alpha: f32,
+}
 ${bindings.join('\n')}
 ${p.activation === 'gelu' ? ERF_WGSL : ''}
 @compute @workgroup_size(${wx})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) tx: u32) {
   let g = wid.y * nwg.x + wid.x; // flat tile index: n-tile fastest, then m-tile, then batch
-  if (g >= ${total}u) { return; }
-  let n0 = (g % ${tilesN}u) * ${BN}u;
-  let mb = g / ${tilesN}u;
-  let m0 = (mb % ${tilesM}u) * ${tm}u;
-  let b = mb / ${tilesM}u;
-  let aBase = b * ${p.M * p.K}u;
-  let bBase = b * ${p.bStride}u;
-  let oBase = b * ${p.M * p.N}u;
+  if (g >= Z.total) { return; }
+  let n0 = (g % Z.tilesN) * ${BN}u;
+  let mb = g / Z.tilesN;
+  let m0 = (mb % Z.tilesM) * ${tm}u;
+  let b = mb / Z.tilesM;
+  let aBase = b * Z.M * Z.K;
+  let bBase = b * Z.bStride;
+  let oBase = b * Z.M * Z.N;
   ${setup.join('\n  ')}
-  for (var k = 0u; k < ${p.K}u; k++) {
+  for (var k = 0u; k < Z.K; k++) {
     ${inner.join('\n    ')}
   }
   var accs: array<f32, ${tm * tn}>;
   ${save.join(' ')}
   for (var i = 0u; i < ${tm}u; i++) {
     let m = m0 + i;
-    if (m >= ${p.M}u) { break; }
+    if (m >= Z.M) { break; }
     for (var j = 0u; j < ${tn}u; j++) {
       let n = n0 + tx + j * ${wx}u;
-      if (n < ${p.N}u) {
-        let o = oBase + m * ${p.N}u + n;
-        var v = accs[i * ${tn}u + j]${p.alpha !== 1 ? ` * ${f32lit(p.alpha)}` : ''};${p.bias ? '\n        v += bias[n];' : ''}
+      if (n < Z.N) {
+        let o = oBase + m * Z.N + n;
+        var v = accs[i * ${tn}u + j] * Z.alpha;${p.bias ? '\n        v += bias[n];' : ''}
         v = ${ACT_WGSL[p.activation]};${p.residual ? '\n        v += residual[o];' : ''}
         out[o] = v;
       }
@@ -182,16 +210,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
 
 function dispatch(ctx: GpuContext, p: KernelParams, a: Tensor, b: Tensor, bias: Tensor | undefined,
                   residual: Tensor | undefined, out: Tensor): void {
-  const { wx, tm, tn } = p.tile;
-  const total = Math.ceil(p.M / tm) * Math.ceil(p.N / (wx * tn)) * p.batch;
-  const bindings: Tensor[] = [a, b];
+  const z = sizesOf(p);
+  const bindings: (Tensor | GPUBuffer)[] = [a, b];
   if (bias) bindings.push(bias);
   if (residual) bindings.push(residual);
-  bindings.push(out);
+  bindings.push(out, ctx.uniform(sizesData(z)));
   ctx.run({
     pipeline: ctx.pipeline(p.transB ? 'matmul_nt' : 'matmul_nn', matmulWGSL(p)),
     bindings,
-    workgroups: grid1d(total).workgroups,
+    workgroups: grid1d(z.total).workgroups,
   });
 }
 

@@ -11,6 +11,7 @@ import { preprocessImage } from '../kernels/preprocess.js';
 import { EfficientTAM } from '../model/efficienttam.js';
 import type { CaseData, GoldenStage } from './case.js';
 import { predictorEmbedStage, promptStage } from './stages_prompt.js';
+import { memoryAttentionStage, memoryEncoderStage } from './stages_memory.js';
 
 /** [H, W, C] (channels-last) -> [C, H, W]. */
 export function hwcToChw(x: Float32Array, H: number, W: number, C: number): Float32Array {
@@ -95,4 +96,7 @@ export const imageEncoderStage: GoldenStage = {
   },
 };
 
-export const stages: GoldenStage[] = [preprocessStage, imageEncoderStage, predictorEmbedStage, promptStage];
+export const stages: GoldenStage[] = [
+  preprocessStage, imageEncoderStage, predictorEmbedStage, promptStage, memoryEncoderStage, memoryAttentionStage,
+  // the video stage (stages_video.ts) joins when it passes on every case
+];

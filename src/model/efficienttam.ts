@@ -21,6 +21,7 @@ import { PromptEncoder } from './prompt_encoder.js';
 import { MemoryAttention } from './memory_attention.js';
 import { MemoryEncoder } from './memory_encoder.js';
 import type { Tensor } from '../gpu/tensor.js';
+import { TrackingParts } from './tracker.js';
 
 export interface LoadOptions {
   /**
@@ -36,11 +37,7 @@ export interface LoadOptions {
 }
 
 /** Parts of the official state dict that this version does not build yet. */
-const NOT_YET_BUILT = [
-  'obj_ptr_proj.',
-  'obj_ptr_tpos_proj.', 'mask_downsample.', 'maskmem_tpos_enc', 'no_mem_pos_enc', 'no_obj_ptr',
-  'no_obj_embed_spatial',
-];
+const NOT_YET_BUILT: string[] = [];
 
 export class EfficientTAM {
   private constructor(
@@ -55,6 +52,8 @@ export class EfficientTAM {
     readonly noMemEmbed: Tensor,
     readonly memoryEncoder: MemoryEncoder,
     readonly memoryAttention: MemoryAttention,
+    /** tracking-only parameters: maskmem_tpos_enc, no_mem_pos_enc, no_obj_ptr, obj_ptr_proj, ... (tracker.ts) */
+    readonly tracking: TrackingParts,
   ) {}
 
   /** Input side length S of the image encoder (1024, or 512 for the `_512x512` variants). */
@@ -80,7 +79,8 @@ export class EfficientTAM {
     const noMemEmbed = w.tensor('no_mem_embed', [1, 1, C]).reshape([C]);
     const memoryEncoder = MemoryEncoder.load(ctx, w, 'memory_encoder', cfg.memory_encoder);
     const memoryAttention = MemoryAttention.load(ctx, w, 'memory_attention', cfg.memory_attention);
+    const tracking = TrackingParts.load(ctx, w, cfg);
     w.finish();
-    return new EfficientTAM(ctx, cfg, imageEncoder, promptEncoder, maskDecoder, noMemEmbed, memoryEncoder, memoryAttention);
+    return new EfficientTAM(ctx, cfg, imageEncoder, promptEncoder, maskDecoder, noMemEmbed, memoryEncoder, memoryAttention, tracking);
   }
 }

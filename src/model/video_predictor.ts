@@ -1,0 +1,686 @@
+/**
+ * The video predictor (efficient_track_anything/efficienttam_video_predictor.py): prompts on some
+ * frames, then tracking through the video with the memory bank, with the official semantics:
+ *
+ *   addPoints / addBox / addMask (frame, object)
+ *       a frame the object has not been tracked on is an initial conditioning frame (decoded
+ *       without memories, like SAM); on a tracked frame the clicks correct the tracked mask (fed
+ *       back as a mask prompt), and the frame stays non-conditioning unless
+ *       `addAllFramesToCorrectAsCond`. The output is kept aside (temporary) without memory.
+ *   propagate({ start, maxFrames, reverse })
+ *       first encodes the memory of every prompted frame (binarized masks), then tracks each
+ *       frame in order, each object on its own, skipping the object's conditioning frames.
+ *
+ * Every output stays on the GPU. A prompt or a tracked frame gives a `FrameMasks`, which holds its
+ * own copy of the frame's low-res logits and object scores and reads them back only when asked.
+ *
+ * Frames come from an array (preprocessed [1, S, S, 3] tensors, or 8-bit pixel sources, which are
+ * resized like the official loader: Pillow's bicubic resize to S x S, /255, ImageNet
+ * normalisation), an async iterator of those, or a callback `(frameIndex) => source`.
+ */
+import type { GpuContext } from '../gpu/context.js';
+import { Tensor } from '../gpu/tensor.js';
+import { pilResizeRGB } from '../io/pil_resize.js';
+import { maskBytes, resizeBilinear, unary } from '../kernels/mask_ops.js';
+import { preprocessImage, type ImageSource } from '../kernels/preprocess.js';
+import { NO_OBJ_SCORE } from '../kernels/track_ops.js';
+import type { EfficientTAM } from './efficienttam.js';
+import {
+  emptyBank, releaseOutput, resizeAntialiasCpu, Tracker, type FrameFeatures, type FrameOutput, type ObjectBank,
+  type PointInputs,
+} from './tracker.js';
+
+const f = Math.fround;
+
+/** A frame: a preprocessed tensor [1, S, S, 3] (or [S, S, 3]; the caller keeps ownership) or 8-bit pixels. */
+export type FrameInput = Tensor | ImageSource;
+
+export type FrameSource =
+  | readonly FrameInput[]
+  | AsyncIterable<FrameInput>
+  | Iterable<FrameInput>
+  | ((frameIndex: number) => FrameInput | Promise<FrameInput>);
+
+export interface VideoPredictorOptions {
+  frames: FrameSource;
+  /** required for a callback source; otherwise the array's length or the iterator's end */
+  numFrames?: number;
+  /** the video's size (masks are returned at it); taken from the first pixel frame if not given */
+  videoHeight?: number;
+  videoWidth?: number;
+  /** keep every frame that received a correction as a conditioning frame (default false) */
+  addAllFramesToCorrectAsCond?: boolean;
+  /** forget the non-conditioning memories around a corrected frame (default false) */
+  clearNonCondMemAroundInput?: boolean;
+  /** how many frames' image features to keep (default 2; the official predictor keeps 1) */
+  featureCacheSize?: number;
+}
+
+export interface MaskReadOptions {
+  /** logits (Float32Array) instead of 0/1 bytes */
+  logits?: boolean;
+}
+
+/** One object's prompt points; labels 1 positive, 0 negative. Coordinates in video pixels. */
+export type Point = readonly [number, number] | readonly number[];
+export type Box = readonly [number, number, number, number] | readonly number[];
+
+const registry = typeof FinalizationRegistry !== 'undefined'
+  ? new FinalizationRegistry<Tensor[]>((ts) => { for (const t of ts) t.release(); })
+  : null;
+
+/**
+ * The masks of every object on one frame, as the predictor produced them, on the GPU. Reading
+ * them back is up to the caller (`masks()`, `objectScores()`...). `release()` frees the GPU copy
+ * (otherwise it is freed when the object is garbage-collected).
+ */
+export class FrameMasks {
+  private released = false;
+  private readonly token = {};
+
+  constructor(
+    readonly frameIndex: number,
+    /** the objects, in the order of the masks */
+    readonly objIds: readonly number[],
+    readonly height: number,
+    readonly width: number,
+    /** [objects, S/4, S/4] low-res logits (NO_OBJ_SCORE for an object without output on the frame) */
+    private readonly lowRes: Tensor,
+    /** [objects] object score logits (> 0: present) */
+    private readonly scores: Tensor,
+  ) {
+    registry?.register(this, [lowRes, scores], this.token);
+  }
+
+  private check(): void {
+    if (this.released) throw new Error(`FrameMasks of frame ${this.frameIndex}: already released`);
+  }
+
+  private index(objId: number): number {
+    const i = this.objIds.indexOf(objId);
+    if (i < 0) throw new Error(`FrameMasks of frame ${this.frameIndex}: unknown object id ${objId}; objects: [${this.objIds.join(', ')}]`);
+    return i;
+  }
+
+  /** Masks at the video's resolution, [objects, H, W] (or one object's [H, W]): 0/1 bytes, or logits. */
+  async masks(o: MaskReadOptions & { objId?: number } = {}): Promise<Uint8Array | Float32Array> {
+    this.check();
+    const ctx = this.lowRes.ctx;
+    const m = this.lowRes.shape[1]!;
+    let src = this.lowRes;
+    let own = false;
+    if (o.objId !== undefined) {
+      const i = this.index(o.objId);
+      src = ctx.empty([1, m, m]);
+      ctx.copy(this.lowRes, src, m * m * 4, i * m * m * 4, 0);
+      own = true;
+    }
+    const full = resizeBilinear(ctx, src, this.height, this.width); // [O, H, W]
+    if (own) src.release();
+    try {
+      if (o.logits) return await full.read();
+      const bytes = maskBytes(ctx, full, 0);
+      const words = await bytes.read();
+      bytes.release();
+      return new Uint8Array(words.buffer, 0, full.size);
+    } finally {
+      full.release();
+    }
+  }
+
+  /** Low-res logits [objects, S/4, S/4] as the predictor keeps them. */
+  async lowResLogits(): Promise<Float32Array> {
+    this.check();
+    return this.lowRes.read();
+  }
+
+  /** Object score logits [objects]: > 0 where the object is judged present. */
+  async objectScores(): Promise<Float32Array> {
+    this.check();
+    return this.scores.read();
+  }
+
+  /** Whether each object is judged present on this frame (object score > 0). */
+  async present(): Promise<boolean[]> {
+    return Array.from(await this.objectScores(), (s) => s > 0);
+  }
+
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    registry?.unregister(this.token);
+    this.lowRes.release();
+    this.scores.release();
+  }
+}
+
+/** What `readFrameState` returns: one object's stored output on one frame. */
+export interface FrameState {
+  isCond: boolean;
+  /** low-res logits [S/4 * S/4] */
+  predMasks: Float32Array;
+  /** [C] */
+  objPtr: Float32Array;
+  objectScoreLogit: number;
+  /** [g, g, memDim] channels-last, or null before the memory is encoded */
+  maskmemFeatures: Float32Array | null;
+}
+
+interface ObjectState {
+  id: number;
+  points: Map<number, PointInputs>;
+  masks: Map<number, Float32Array>;
+  output: ObjectBank;
+  temp: ObjectBank;
+  /** frames tracked, and in which direction */
+  tracked: Map<number, { reverse: boolean }>;
+}
+
+export interface PropagateOptions {
+  /** first frame (default: the earliest conditioning frame) */
+  start?: number;
+  /** frames to track after the first (default: all) */
+  maxFrames?: number;
+  reverse?: boolean;
+}
+
+export class VideoPredictor {
+  readonly ctx: GpuContext;
+  readonly tracker: Tracker;
+  addAllFramesToCorrectAsCond: boolean;
+  clearNonCondMemAroundInput: boolean;
+
+  private objects: ObjectState[] = [];
+  private readonly featureCache = new Map<number, FrameFeatures>();
+  private readonly featureCacheSize: number;
+  private source: FrameSource;
+  private iterator: AsyncIterator<FrameInput> | Iterator<FrameInput> | null = null;
+  private buffered: FrameInput[] = [];
+  private nFrames: number | undefined;
+  private videoHW: [number, number] | null;
+  private busy = false;
+  /** bumped by every change of prompts or objects (a suspended propagation then stops) */
+  private epoch = 0;
+  private noObjPlane: Tensor | null = null;
+
+  constructor(readonly model: EfficientTAM, o: VideoPredictorOptions) {
+    this.ctx = model.ctx;
+    this.tracker = Tracker.of(model);
+    this.addAllFramesToCorrectAsCond = o.addAllFramesToCorrectAsCond ?? false;
+    this.clearNonCondMemAroundInput = o.clearNonCondMemAroundInput ?? false;
+    this.featureCacheSize = Math.max(1, o.featureCacheSize ?? 2);
+    this.source = o.frames;
+    if (o.numFrames !== undefined && !(Number.isInteger(o.numFrames) && o.numFrames > 0)) {
+      throw new Error(`VideoPredictor: numFrames ${o.numFrames} is not a positive integer`);
+    }
+    if (typeof o.frames === 'function') {
+      if (o.numFrames === undefined) throw new Error('VideoPredictor: a callback frame source needs numFrames');
+      this.nFrames = o.numFrames;
+    } else if (Array.isArray(o.frames)) {
+      if (o.frames.length === 0) throw new Error('VideoPredictor: no frames');
+      if (o.numFrames !== undefined && o.numFrames !== o.frames.length) {
+        throw new Error(`VideoPredictor: numFrames ${o.numFrames} but ${o.frames.length} frames given`);
+      }
+      this.nFrames = o.frames.length;
+      this.buffered = [...(o.frames as readonly FrameInput[])];
+    } else {
+      const it = o.frames as Partial<AsyncIterable<FrameInput> & Iterable<FrameInput>>;
+      if (it[Symbol.asyncIterator]) this.iterator = it[Symbol.asyncIterator]!();
+      else if (it[Symbol.iterator]) this.iterator = it[Symbol.iterator]!();
+      else throw new Error('VideoPredictor: frames must be an array, an (async) iterable or a callback');
+      this.nFrames = o.numFrames;
+    }
+    const h = o.videoHeight, w = o.videoWidth;
+    if ((h === undefined) !== (w === undefined)) throw new Error('VideoPredictor: give both videoHeight and videoWidth, or neither');
+    if (h !== undefined && !(Number.isInteger(h) && h > 0 && Number.isInteger(w) && w! > 0)) {
+      throw new Error(`VideoPredictor: bad video size ${w}x${h}`);
+    }
+    this.videoHW = h !== undefined ? [h, w!] : null;
+    if (!this.videoHW && Array.isArray(o.frames)) {
+      const px = (o.frames as FrameInput[]).find((x) => !(x instanceof Tensor)) as ImageSource | undefined;
+      if (px) this.videoHW = [px.height, px.width];
+    }
+  }
+
+  // ------------------------------------------------------------------------------------- frames
+
+  /** The number of frames (an iterator source without `numFrames` is read to its end). */
+  async numFrames(): Promise<number> {
+    if (this.nFrames === undefined) {
+      while (await this.pull()) { /* read on */ }
+      this.nFrames = this.buffered.length;
+      if (this.nFrames === 0) throw new Error('VideoPredictor: the frame source gave no frames');
+    }
+    return this.nFrames;
+  }
+
+  /** The video's [height, width] (known once given or once a pixel frame has been seen). */
+  get videoSize(): [number, number] | null {
+    return this.videoHW ? [...this.videoHW] : null;
+  }
+
+  /** The object ids, in the order of the masks. */
+  get objIds(): number[] {
+    return this.objects.map((o) => o.id);
+  }
+
+  private async pull(): Promise<boolean> {
+    if (!this.iterator) return false;
+    const r = await this.iterator.next();
+    if (r.done) {
+      this.iterator = null;
+      return false;
+    }
+    this.buffered.push(r.value);
+    return true;
+  }
+
+  private async frameInput(i: number): Promise<FrameInput> {
+    if (typeof this.source === 'function') return this.source(i);
+    while (i >= this.buffered.length && (await this.pull())) { /* read on */ }
+    const x = this.buffered[i];
+    if (x === undefined) throw new Error(`VideoPredictor: frame ${i} does not exist (the video has ${this.buffered.length} frames)`);
+    return x;
+  }
+
+  private async checkFrame(frame: number): Promise<void> {
+    if (!Number.isInteger(frame) || frame < 0) throw new Error(`VideoPredictor: frame index ${frame} is not a non-negative integer`);
+    const n = await this.numFrames();
+    if (frame >= n) throw new Error(`VideoPredictor: frame ${frame} does not exist (the video has ${n} frames)`);
+  }
+
+  /** The frame as the image encoder's input [1, S, S, 3] (`own`: made here, to be released). */
+  private async pixels(i: number): Promise<{ t: Tensor; own: boolean }> {
+    const S = this.model.imageSize;
+    const x = await this.frameInput(i);
+    if (x instanceof Tensor) {
+      const ok = (x.shape.length === 4 && x.shape[0] === 1 && x.shape[1] === S && x.shape[2] === S && x.shape[3] === 3) ||
+        (x.shape.length === 3 && x.shape[0] === S && x.shape[1] === S && x.shape[2] === 3);
+      if (!ok) throw new Error(`VideoPredictor: frame ${i} is a tensor [${x.shape}], expected a preprocessed [1, ${S}, ${S}, 3]`);
+      return { t: x.reshape([1, S, S, 3]), own: false };
+    }
+    if (!x || !(x.width > 0 && x.height > 0) || !x.data) throw new Error(`VideoPredictor: frame ${i} is neither a tensor nor an image`);
+    if (!this.videoHW) this.videoHW = [x.height, x.width];
+    const [H, W] = this.videoHW;
+    if (x.width !== W || x.height !== H) {
+      throw new Error(`VideoPredictor: frame ${i} is ${x.width}x${x.height}, but the video is ${W}x${H}`);
+    }
+    return { t: preprocessVideoFrame(this.ctx, x, S), own: true };
+  }
+
+  /** _get_image_feature: the frame's features, from the cache or the image encoder. */
+  private async features(i: number): Promise<FrameFeatures> {
+    const hit = this.featureCache.get(i);
+    if (hit) {
+      this.featureCache.delete(i);
+      this.featureCache.set(i, hit); // most recent last
+      return hit;
+    }
+    const { t, own } = await this.pixels(i);
+    const out = this.model.imageEncoder.forward(t);
+    if (own) t.release();
+    out.trunk.release();
+    const feats = { visionFeats: out.visionFeatures, visionPos: out.visionPosEnc };
+    this.featureCache.set(i, feats);
+    while (this.featureCache.size > this.featureCacheSize) {
+      const [k, v] = this.featureCache.entries().next().value as [number, FrameFeatures];
+      this.featureCache.delete(k);
+      v.visionFeats.release();
+    }
+    return feats;
+  }
+
+  // ------------------------------------------------------------------------------------ prompts
+
+  private objectIndex(objId: number): number {
+    return this.objects.findIndex((o) => o.id === objId);
+  }
+
+  private checkObjId(objId: number): void {
+    if (typeof objId !== 'number' || !Number.isFinite(objId)) throw new Error(`VideoPredictor: object id ${String(objId)} is not a number`);
+  }
+
+  private object(objId: number): ObjectState {
+    let o = this.objects.find((x) => x.id === objId);
+    if (!o) {
+      o = { id: objId, points: new Map(), masks: new Map(), output: emptyBank(), temp: emptyBank(), tracked: new Map() };
+      this.objects.push(o);
+    }
+    return o;
+  }
+
+  private requireVideoSize(): [number, number] {
+    if (!this.videoHW) throw new Error('VideoPredictor: the video size is unknown (give videoHeight/videoWidth)');
+    return this.videoHW;
+  }
+
+  private async exclusive<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    if (this.busy) throw new Error(`VideoPredictor.${what}: another operation (e.g. a propagation) is in progress`);
+    this.busy = true;
+    try {
+      return await fn();
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /**
+   * add_new_points_or_box: clicks (video pixels; labels 1 / 0) on a frame for an object, with an
+   * optional box first. Returns every object's masks on that frame.
+   */
+  addPoints(frame: number, objId: number, points: readonly Point[], labels: readonly number[],
+    o: { clearOldPoints?: boolean; box?: Box } = {}): Promise<FrameMasks> {
+    return this.exclusive('addPoints', () => this.addPrompt(frame, objId, points, labels, o.box, o.clearOldPoints ?? true));
+  }
+
+  /** A box (x0, y0, x1, y1 in video pixels), optionally with clicks; replaces the object's earlier prompts on the frame. */
+  addBox(frame: number, objId: number, box: Box, o: { points?: readonly Point[]; labels?: readonly number[] } = {}): Promise<FrameMasks> {
+    return this.exclusive('addBox', () => this.addPrompt(frame, objId, o.points ?? [], o.labels ?? [], box, true));
+  }
+
+  private async addPrompt(frame: number, objId: number, points: readonly Point[], labels: readonly number[],
+    box: Box | undefined, clearOldPoints: boolean): Promise<FrameMasks> {
+    // everything checked before the state changes
+    this.checkObjId(objId);
+    await this.checkFrame(frame);
+    if (points.length !== labels.length) throw new Error(`VideoPredictor: ${points.length} points but ${labels.length} labels`);
+    if (points.length === 0 && !box) throw new Error('VideoPredictor: give at least one point or a box');
+    if (box && !clearOldPoints) throw new Error('VideoPredictor: a box must come first: it cannot be added while keeping earlier points');
+    await this.features(frame); // loads (and checks) the frame
+    const [H, W] = this.requireVideoSize();
+    const S = this.model.imageSize;
+    const coords: number[] = [], labs: number[] = [];
+    const finite = (v: unknown) => typeof v === 'number' && Number.isFinite(v);
+    if (box) {
+      if (box.length !== 4 || !box.every(finite)) throw new Error('VideoPredictor: the box is not [x0, y0, x1, y1]');
+      coords.push(box[0]!, box[1]!, box[2]!, box[3]!);
+      labs.push(2, 3);
+    }
+    points.forEach((p, i) => {
+      if (p.length !== 2 || !p.every(finite)) throw new Error(`VideoPredictor: point ${i} is not [x, y]`);
+      const l = labels[i]!;
+      if (!(l === 0 || l === 1)) throw new Error(`VideoPredictor: label ${l} of point ${i} is not 0 or 1`);
+      coords.push(p[0]!, p[1]!);
+      labs.push(l);
+    });
+    // video pixels -> the S x S input frame (x / W * S, in f32)
+    const xy = new Float32Array(coords.length);
+    for (let i = 0; i < coords.length; i += 2) {
+      xy[i] = f(f(f(coords[i]!) / W) * S);
+      xy[i + 1] = f(f(f(coords[i + 1]!) / H) * S);
+    }
+
+    this.epoch++;
+    const obj = this.object(objId);
+    const old = clearOldPoints ? undefined : obj.points.get(frame);
+    const pts: PointInputs = old
+      ? { coords: concatF32(old.coords, xy), labels: Int32Array.from([...old.labels, ...labs]) }
+      : { coords: xy, labels: Int32Array.from(labs) };
+    obj.points.set(frame, pts);
+    obj.masks.delete(frame);
+    return this.runPrompt(obj, frame, pts, null);
+  }
+
+  /**
+   * add_new_mask: a binary mask [H, W] (any size; resized to S x S, antialiased, >= 0.5) for an
+   * object on a frame. Returns every object's masks on that frame.
+   */
+  addMask(frame: number, objId: number, mask: { data: ArrayLike<number>; height: number; width: number }): Promise<FrameMasks> {
+    return this.exclusive('addMask', async () => {
+      this.checkObjId(objId);
+      await this.checkFrame(frame);
+      const { data, height: h, width: w } = mask;
+      if (!(Number.isInteger(h) && h > 0 && Number.isInteger(w) && w > 0) || data.length !== h * w) {
+        throw new Error(`VideoPredictor: the mask has ${data.length} values for ${w}x${h}`);
+      }
+      await this.features(frame);
+      this.requireVideoSize();
+      const S = this.model.imageSize;
+      let m = new Float32Array(h * w);
+      for (let i = 0; i < m.length; i++) m[i] = data[i] ? 1 : 0;
+      if (h !== S || w !== S) {
+        const r = resizeAntialiasCpu(m, h, w, S, S);
+        m = r.map((v) => (v >= 0.5 ? 1 : 0));
+      }
+      this.epoch++;
+      const obj = this.object(objId);
+      obj.masks.set(frame, m);
+      obj.points.delete(frame);
+      return this.runPrompt(obj, frame, null, m);
+    });
+  }
+
+  private async runPrompt(obj: ObjectState, frame: number, points: PointInputs | null, mask: Float32Array | null): Promise<FrameMasks> {
+    const isInitCondFrame = !obj.tracked.has(frame);
+    const reverse = isInitCondFrame ? false : obj.tracked.get(frame)!.reverse;
+    const isCond = isInitCondFrame || this.addAllFramesToCorrectAsCond;
+    const key = isCond ? 'cond' : 'nonCond';
+    let prevLogits: Tensor | null = null;
+    if (points) {
+      // the latest output of this object on this frame goes in with the new clicks
+      const prev = obj.temp[key].get(frame) ?? obj.output.cond.get(frame) ?? obj.output.nonCond.get(frame);
+      if (prev) prevLogits = clampLogits(this.ctx, prev.predMasks);
+    }
+    const out = this.tracker.trackStep({
+      frameIdx: frame, isInitCondFrame, features: await this.features(frame), points, mask, bank: obj.output,
+      numFrames: await this.numFrames(), reverse, runMemEncoder: false, prevSamMaskLogits: prevLogits,
+    });
+    prevLogits?.release();
+    const old = obj.temp[key].get(frame);
+    obj.temp[key].set(frame, out);
+    if (old) releaseOutput(old);
+    return this.consolidate(frame, isCond);
+  }
+
+  /** _consolidate_temp_output_across_obj: every object's latest output on the frame, as a FrameMasks. */
+  private consolidate(frame: number, isCond: boolean): FrameMasks {
+    const key = isCond ? 'cond' : 'nonCond';
+    const outs = this.objects.map((o) => o.temp[key].get(frame) ?? o.output.cond.get(frame) ?? o.output.nonCond.get(frame));
+    return this.frameMasks(frame, outs);
+  }
+
+  private frameMasks(frame: number, outs: (FrameOutput | undefined)[]): FrameMasks {
+    const ctx = this.ctx;
+    const m = this.model.promptEncoder.maskInputSize;
+    const O = outs.length;
+    const low = ctx.empty([O, m, m]);
+    const scores = ctx.empty([O]);
+    outs.forEach((o, i) => {
+      if (o) {
+        ctx.copy(o.predMasks, low, m * m * 4, 0, i * m * m * 4);
+        ctx.copy(o.objectScoreLogits, scores, 4, 0, i * 4);
+      } else {
+        this.noObjPlane ??= ctx.upload(new Float32Array(m * m).fill(NO_OBJ_SCORE), [m * m]);
+        ctx.copy(this.noObjPlane, low, m * m * 4, 0, i * m * m * 4);
+        ctx.copy(this.noObjPlane, scores, 4, 0, i * 4);
+      }
+    });
+    const [H, W] = this.requireVideoSize();
+    return new FrameMasks(frame, this.objIds, H, W, low, scores);
+  }
+
+  // -------------------------------------------------------------------------------- propagation
+
+  /** propagate_in_video_preflight: encode the prompted frames' memories and file them. */
+  private async preflight(): Promise<void> {
+    if (this.objects.length === 0) throw new Error('VideoPredictor.propagate: no object has a prompt; add points, a box or a mask first');
+    for (const o of this.objects) {
+      if (o.output.cond.size === 0 && o.temp.cond.size === 0) {
+        throw new Error(`VideoPredictor.propagate: object ${o.id} has no prompt on a frame it was not tracked on; add one first`);
+      }
+    }
+    for (const o of this.objects) {
+      for (const key of ['nonCond', 'cond'] as const) {
+        for (const [frame, out] of o.temp[key]) {
+          if (!out.maskmemFeatures) {
+            const feats = await this.features(frame);
+            out.maskmemFeatures = this.tracker.encodeNewMemory(feats.visionFeats, out.predMasks, out.objectScoreLogits, true);
+          }
+          const old = o.output[key].get(frame);
+          o.output[key].set(frame, out);
+          if (old && old !== out) releaseOutput(old);
+          if (this.clearNonCondMemAroundInput) this.clearNonCondAround(o, frame);
+        }
+        o.temp[key].clear();
+      }
+      for (const frame of o.output.cond.keys()) {
+        const old = o.output.nonCond.get(frame);
+        if (old) {
+          o.output.nonCond.delete(frame);
+          releaseOutput(old);
+        }
+      }
+    }
+  }
+
+  private clearNonCondAround(o: ObjectState, frame: number): void {
+    const r = this.tracker.s.memoryTemporalStrideForEval * this.tracker.s.numMaskmem;
+    for (let t = frame - r; t <= frame + r; t++) {
+      const old = o.output.nonCond.get(t);
+      if (old) {
+        o.output.nonCond.delete(t);
+        releaseOutput(old);
+      }
+    }
+  }
+
+  /**
+   * propagate_in_video: tracks every object frame by frame, yielding each frame's masks (on the
+   * GPU; read them from the FrameMasks). Frames that are an object's conditioning frames give its
+   * prompt's output.
+   */
+  async *propagate(o: PropagateOptions = {}): AsyncGenerator<FrameMasks> {
+    let epoch = 0, n = 0;
+    const order: number[] = [];
+    const reverse = o.reverse ?? false;
+    await this.exclusive('propagate', async () => {
+      n = await this.numFrames();
+      if (o.start !== undefined) await this.checkFrame(o.start);
+      if (o.maxFrames !== undefined && !(Number.isInteger(o.maxFrames) && o.maxFrames >= 0)) {
+        throw new Error(`VideoPredictor.propagate: maxFrames ${o.maxFrames} is not a non-negative integer`);
+      }
+      await this.preflight();
+      const start = o.start ?? Math.min(...this.objects.flatMap((x) => [...x.output.cond.keys()]));
+      const max = o.maxFrames ?? n;
+      if (reverse) {
+        const end = Math.max(start - max, 0);
+        if (start > 0) for (let t = start; t >= end; t--) order.push(t);
+      } else {
+        const end = Math.min(start + max, n - 1);
+        for (let t = start; t <= end; t++) order.push(t);
+      }
+      epoch = ++this.epoch;
+    });
+    for (const t of order) {
+      // one frame at a time; a prompt or object change between frames ends this propagation
+      const fm = await this.exclusive('propagate', async () => {
+        if (this.epoch !== epoch) {
+          throw new Error('VideoPredictor.propagate: the prompts or objects changed during this propagation; start a new one');
+        }
+        const outs: FrameOutput[] = [];
+        for (const obj of this.objects) {
+          let out = obj.output.cond.get(t);
+          if (out) {
+            if (this.clearNonCondMemAroundInput) this.clearNonCondAround(obj, t);
+          } else {
+            out = this.tracker.trackStep({
+              frameIdx: t, isInitCondFrame: false, features: await this.features(t), points: null, mask: null,
+              bank: obj.output, numFrames: n, reverse, runMemEncoder: true,
+            });
+            const old = obj.output.nonCond.get(t);
+            obj.output.nonCond.set(t, out);
+            if (old) releaseOutput(old);
+          }
+          obj.tracked.set(t, { reverse });
+          outs.push(out);
+        }
+        const masks = this.frameMasks(t, outs);
+        this.ctx.flush();
+        return masks;
+      });
+      yield fm;
+    }
+  }
+
+  // ------------------------------------------------------------------------------ objects, state
+
+  /** Removes an object and everything about it (an unknown id is an error). */
+  removeObject(objId: number): void {
+    if (this.busy) throw new Error('VideoPredictor.removeObject: another operation is in progress');
+    const i = this.objectIndex(objId);
+    if (i < 0) throw new Error(`VideoPredictor.removeObject: unknown object id ${objId}; objects: [${this.objIds.join(', ')}]`);
+    if (this.objects.length === 1) {
+      this.reset();
+      return;
+    }
+    this.epoch++;
+    const [o] = this.objects.splice(i, 1);
+    releaseObject(o!);
+  }
+
+  /** Forgets every object, prompt and tracking result (reset_state); the frames stay. */
+  reset(): void {
+    if (this.busy) throw new Error('VideoPredictor.reset: another operation is in progress');
+    this.epoch++;
+    for (const o of this.objects) releaseObject(o);
+    this.objects = [];
+  }
+
+  /** Frees the cached features as well (the predictor can still be used). */
+  dispose(): void {
+    this.reset();
+    for (const v of this.featureCache.values()) v.visionFeats.release();
+    this.featureCache.clear();
+    this.noObjPlane?.release();
+    this.noObjPlane = null;
+  }
+
+  /** The object's stored output on a frame (conditioning first), or null; reads it back (for inspection and tests). */
+  async readFrameState(frame: number, objId: number): Promise<FrameState | null> {
+    const i = this.objectIndex(objId);
+    if (i < 0) throw new Error(`VideoPredictor: unknown object id ${objId}; objects: [${this.objIds.join(', ')}]`);
+    const o = this.objects[i]!;
+    const cond = o.output.cond.get(frame) ?? o.temp.cond.get(frame);
+    const out = cond ?? o.output.nonCond.get(frame) ?? o.temp.nonCond.get(frame);
+    if (!out) return null;
+    return {
+      isCond: !!cond,
+      predMasks: await out.predMasks.read(),
+      objPtr: await out.objPtr.read(),
+      objectScoreLogit: (await out.objectScoreLogits.read())[0]!,
+      maskmemFeatures: out.maskmemFeatures ? await out.maskmemFeatures.read() : null,
+    };
+  }
+}
+
+function releaseObject(o: ObjectState): void {
+  for (const bank of [o.output, o.temp]) {
+    for (const m of [bank.cond, bank.nonCond]) {
+      for (const out of m.values()) releaseOutput(out);
+      m.clear();
+    }
+  }
+  o.points.clear();
+  o.masks.clear();
+  o.tracked.clear();
+}
+
+function concatF32(a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** torch.clamp(prev_sam_mask_logits, -32, 32) */
+const clampLogits = (ctx: GpuContext, x: Tensor): Tensor => unary(ctx, x, { clamp: [-32, 32] });
+
+/**
+ * load_video_frames' transform of 8-bit pixels: Pillow's `resize((S, S))` (bicubic, in 8-bit
+ * fixed point, on the CPU), /255, ImageNet normalisation -> [1, S, S, 3].
+ */
+export function preprocessVideoFrame(ctx: GpuContext, src: ImageSource, size: number): Tensor {
+  const resized = pilResizeRGB(src, size, size); // [S, S, 3] bytes
+  // an S -> S antialiased resize is the identity: this only normalises
+  return preprocessImage(ctx, { data: resized, width: size, height: size, channels: 3 }, size);
+}

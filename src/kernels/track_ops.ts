@@ -51,9 +51,9 @@ export function pickBestMask(ctx: GpuContext, masks: Tensor, iou: Tensor, tokens
 @group(0) @binding(0) var<storage, read> masks: array<f32>;
 @group(0) @binding(1) var<storage, read> iou: array<f32>;
 @group(0) @binding(2) var<storage, read> tokens: array<f32>;
-@group(0) @binding(3) var<storage, read> score: array<f32>;
-@group(0) @binding(4) var<storage, read_write> lowRes: array<f32>;
-@group(0) @binding(5) var<storage, read_write> token: array<f32>;
+@group(0) @binding(3) var<storage, read_write> lowRes: array<f32>;
+@group(0) @binding(4) var<storage, read_write> token: array<f32>;
+${o.gateOnScore ? '@group(0) @binding(5) var<storage, read> score: array<f32>;' : ''}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -71,7 +71,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   }
 }
 `;
-  ctx.run({ pipeline: ctx.pipeline('pick_best_mask', wgsl), bindings: [masks, iou, tokens, score, lowRes, token], workgroups: [B] });
+  ctx.run({ pipeline: ctx.pipeline('pick_best_mask', wgsl), bindings: o.gateOnScore ? [masks, iou, tokens, lowRes, token, score] : [masks, iou, tokens, lowRes, token], workgroups: [B] });
   return { lowRes, token };
 }
 

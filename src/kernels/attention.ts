@@ -1,6 +1,6 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { attentionComposed, composedFits } from './attention_composed.js';
+import { attentionComposed, composedFits, type ComposedParams } from './attention_composed.js';
 import { f32lit, grid1d } from './util.js';
 
 /**
@@ -36,14 +36,7 @@ export interface AttentionConfig {
   unroll?: boolean;
 }
 
-interface AttentionParams {
-  batch: number;
-  heads: number;
-  nq: number;
-  nk: number;
-  d: number;
-  dv: number;
-  scale: number;
+interface AttentionParams extends ComposedParams {
   q: Operand;
   k: Operand;
   v: Operand;

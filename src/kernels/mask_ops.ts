@@ -7,16 +7,9 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { ERF_WGSL } from './matmul.js';
-import { f32lit, grid1d } from './util.js';
+import { f32lit, grid1d, header1d } from './util.js';
 
 const WG = 256;
-
-const header1d = (n: number): string => `
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.y * nwg.x + wid.x) * ${WG}u + lid;
-  if (i >= ${n}u) { return; }`;
 
 // ------------------------------------------------------------------------------------------------
 // unary
@@ -38,7 +31,7 @@ export function unary(ctx: GpuContext, x: Tensor, op: UnaryOp, out?: Tensor): Te
 // ---- kernel: unary ----
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
-${op === 'gelu' ? ERF_WGSL : ''}${header1d(x.size)}
+${op === 'gelu' ? ERF_WGSL : ''}${header1d(x.size, WG)}
   let v = x[i];
   out[i] = ${unaryExpr(op)};
 }
@@ -77,7 +70,7 @@ export function copyRows(ctx: GpuContext, src: Tensor, dst: Tensor, p: RowCopy):
 // ---- kernel: copy_rows ----
 @group(0) @binding(0) var<storage, read> src: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
-${header1d(n)}
+${header1d(n, WG)}
   let r = i / ${p.rowLen}u;
   let j = i % ${p.rowLen}u;
   dst[${dof}u + r * ${p.dstStride}u + j] = src[${so}u + r * ${p.srcStride}u + j];
@@ -112,7 +105,7 @@ export function broadcastAdd(ctx: GpuContext, a: Tensor, b: Tensor, shape: reado
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-${header1d(out.size)}
+${header1d(out.size, WG)}
   out[i] = a[i % ${a.size}u] + b[i % ${b.size}u];
 }
 `;
@@ -221,7 +214,7 @@ export function resizeBilinear(ctx: GpuContext, x: Tensor, H: number, W: number)
 // ---- kernel: resize_bilinear ----
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
-${header1d(planes * H * W)}
+${header1d(planes * H * W, WG)}
   let ox = i % ${W}u;
   let oy = (i / ${W}u) % ${H}u;
   let p = i / ${H * W}u;
@@ -277,7 +270,7 @@ export function maskBytes(ctx: GpuContext, logits: Tensor, threshold = 0): Tenso
 // ---- kernel: mask_bytes ----
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<u32>;
-${header1d(words)}
+${header1d(words, WG)}
   var word = 0u;
   for (var j = 0u; j < 4u; j++) {
     let p = i * 4u + j;
@@ -309,7 +302,7 @@ export function maskOverlay(ctx: GpuContext, logits: Tensor, colors: readonly (r
 // ---- kernel: mask_overlay ----
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<u32>;
-${header1d(H * W)}
+${header1d(H * W, WG)}
   var colors = array<u32, ${M}>(${packed.map((c) => `${c}u`).join(', ')});
   var px = 0u;
   for (var m = 0u; m < ${M}u; m++) {

@@ -10,19 +10,12 @@
  */
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { f32lit, grid1d } from './util.js';
+import { f32lit, grid1d, header1d } from './util.js';
 
 const WG = 256;
 
 /** The reference's placeholder logit for a missing object. */
 export const NO_OBJ_SCORE = -1024;
-
-const header1d = (n: number): string => `
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.y * nwg.x + wid.x) * ${WG}u + lid;
-  if (i >= ${n}u) { return; }`;
 
 export interface PickBestOptions {
   /** gate the masks on the object score (pred_obj_scores): score <= 0 -> every logit NO_OBJ_SCORE */
@@ -98,7 +91,7 @@ export function objPtrGate(ctx: GpuContext, ptr: Tensor, score: Tensor, noObjPtr
 @group(0) @binding(1) var<storage, read> score: array<f32>;
 @group(0) @binding(2) var<storage, read> noObjPtr: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-${header1d(B * C)}
+${header1d(B * C, WG)}
   let s = score[i / ${C}u];
   let lambda = ${o.soft ? '1.0 / (1.0 + exp(-s))' : 'select(0.0, 1.0, s > 0.0)'};
   let p = ${o.fixed ? 'lambda * ptr[i]' : 'ptr[i]'};
@@ -130,7 +123,7 @@ fn bf16_round(v: f32) -> f32 {
   let r = u + 0x7fffu + ((u >> 16u) & 1u);
   return bitcast<f32>(r & 0xffff0000u);
 }
-${header1d(n)}
+${header1d(n, WG)}
   var v = x[i];
   ${noObjEmbed ? `v = v + select(0.0, 1.0, score[0] <= 0.0) * noObj[i % ${D}u];` : ''}
   out[i] = ${o.bf16 ? 'bf16_round(v)' : 'v'};

@@ -24,3 +24,15 @@ export function assertShape(name: string, shape: readonly number[], expected: re
   const ok = shape.length === expected.length && expected.every((e, i) => e === null || e === shape[i]);
   if (!ok) throw new Error(`${name}: shape [${shape}] does not match [${expected.map((e) => e ?? '*')}]`);
 }
+
+/**
+ * WGSL opening of a flat element-wise kernel: `fn main` over workgroups of `wg` invocations laid
+ * out by grid1d, defining `i` (the flat element index) and returning past `n`. The caller closes
+ * the function body.
+ */
+export const header1d = (n: number, wg = 256): string => `
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.y * nwg.x + wid.x) * ${wg}u + lid;
+  if (i >= ${n}u) { return; }`;

@@ -20,7 +20,7 @@ import { resizeBicubic } from '../kernels/resize.js';
 import { windowPartition, windowUnpartition } from '../kernels/window.js';
 import { Conv2d } from '../layers/conv.js';
 import { Linear, MLP } from '../layers/linear.js';
-import { join, type WeightSource } from '../layers/module.js';
+import { join, sequential, type WeightSource } from '../layers/module.js';
 import { LayerNorm, LayerNorm2d } from '../layers/norm.js';
 import type { EfficientTAMConfig, ViTConfig, ViTDetNeckConfig } from './config.js';
 
@@ -186,13 +186,7 @@ export class ViTDetNeck {
     if (this.norm0) steps.push((t) => this.norm0!.forward(t));
     steps.push((t) => this.conv3x3.forward(t));
     if (this.norm1) steps.push((t) => this.norm1!.forward(t));
-    let h = x;
-    for (const step of steps) {
-      const next = step(h);
-      if (h !== x) h.release();
-      h = next;
-    }
-    return h;
+    return sequential(x, steps);
   }
 }
 

@@ -15,7 +15,7 @@ import type { Tensor } from '../gpu/tensor.js';
 import type { WeightLoader } from '../io/weights.js';
 import { unary } from '../kernels/mask_ops.js';
 import { Conv2d } from '../layers/conv.js';
-import { join } from '../layers/module.js';
+import { join, sequential } from '../layers/module.js';
 import { LayerNorm2d } from '../layers/norm.js';
 
 const f = Math.fround;
@@ -151,12 +151,6 @@ export class PromptEncoder {
       (t) => unary(this.ctx, t, 'gelu'),
       (t) => md.conv6.forward(t), // [Bm, g, g, C]
     ];
-    let h = x;
-    for (const step of steps) {
-      const next = step(h);
-      if (h !== x) h.release();
-      h = next;
-    }
-    return h;
+    return sequential(x, steps);
   }
 }

@@ -26,7 +26,7 @@ import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
 import type { WeightLoader } from '../io/weights.js';
 import { add } from '../kernels/elementwise.js';
-import { resizeBilinear, unary } from '../kernels/mask_ops.js';
+import { resizeBilinear } from '../kernels/mask_ops.js';
 import { aaWeights } from '../kernels/preprocess.js';
 import { maskForMemory } from '../kernels/memory_ops.js';
 import { memoryFinish, objPtrGate, pickBestMask } from '../kernels/track_ops.js';

@@ -57,7 +57,7 @@ export class GpuContext {
   private pass: GPUComputePassEncoder | null = null;
   private lostReason: string | null = null;
   private uncaptured: string | null = null;
-  /** Bytes held by live buffers created by this context (pooled ones included). */
+  /** Bytes held by the buffers this context keeps: tensors' (pooled ones included) and uniforms'. */
   bytesHeld = 0;
 
   constructor(readonly device: GPUDevice) {
@@ -133,6 +133,7 @@ export class GpuContext {
     if (!b) {
       const UNIFORM = 0x0040;
       b = this.createBuffer(Math.max(16, Math.ceil(words.byteLength / 16) * 16), UNIFORM | COPY_DST);
+      this.bytesHeld += b.size;
       this.device.queue.writeBuffer(b, 0, words as Uint32Array<ArrayBuffer>);
       this.uniforms.set(key, b);
     }
@@ -144,6 +145,13 @@ export class GpuContext {
     const list = this.pool.get(buffer.size);
     if (list) list.push(buffer);
     else this.pool.set(buffer.size, [buffer]);
+  }
+
+  /** Bytes of the free buffers waiting in the pool (`bytesHeld - bytesPooled` are in use). */
+  get bytesPooled(): number {
+    let n = 0;
+    for (const list of this.pool.values()) for (const b of list) n += b.size;
+    return n;
   }
 
   /** Destroys the pooled (free) buffers. */

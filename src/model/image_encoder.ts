@@ -73,6 +73,7 @@ class Block {
     const [B, H, W, E] = x.shape as [number, number, number, number];
     const h = this.norm1.forward(x);
     let y: Tensor;
+    let yOwner: Tensor | null = null;
     if (this.windowSize > 0) {
       const ws = this.windowSize;
       const windows = windowPartition(this.ctx, h, ws); // [B * nWin, ws*ws, E], zero-padded
@@ -86,13 +87,15 @@ class Block {
     } else {
       const a = this.attn.attend(h.reshape([B, H * W, E]));
       h.release();
-      y = this.attn.proj.forward(a, { residual: x.reshape([B, H * W, E]) }).reshape([B, H, W, E]);
+      // x + attn(norm1(x)) [B, H*W, E] -> [B, H, W, E]; the reshape is a view, so the owner is released below
+      yOwner = this.attn.proj.forward(a, { residual: x.reshape([B, H * W, E]) });
       a.release();
+      y = yOwner.reshape([B, H, W, E]);
     }
     const n2 = this.norm2.forward(y);
     const out = this.mlp.forward(n2, { residual: y }); // y + mlp(norm2(y))
     n2.release();
-    y.release();
+    (yOwner ?? y).release();
     return out;
   }
 }

@@ -54,6 +54,15 @@ export interface VideoPredictorOptions {
   clearNonCondMemAroundInput?: boolean;
   /** how many frames' image features to keep (default 2; the official predictor keeps 1) */
   featureCacheSize?: number;
+  /**
+   * Streaming mode, for long videos and live sources: frames are read once, in order, and
+   * dropped once encoded; tracking goes forwards only, and of each object's tracked frames only
+   * those the memory can still use are kept (the last `num_maskmem` frames' memories and the last
+   * `max_obj_ptrs_in_encoder` object pointers; conditioning frames are kept). GPU memory then stays
+   * flat however long the video. Prompts go on frames not yet dropped (the latest tracked frames
+   * and those ahead). Without a frame count the video ends when the source does.
+   */
+  streaming?: boolean;
 }
 
 export interface MaskReadOptions {
@@ -195,8 +204,14 @@ export class VideoPredictor {
   private readonly featureCacheSize: number;
   private source: FrameSource;
   private iterator: AsyncIterator<FrameInput> | Iterator<FrameInput> | null = null;
-  private buffered: FrameInput[] = [];
+  /** frames read from an array or an iterator, by index (in streaming mode, only those not yet dropped) */
+  private buffered = new Map<number, FrameInput>();
+  /** how many frames have been read from the iterator */
+  private pulled = 0;
   private nFrames: number | undefined;
+  readonly streaming: boolean;
+  /** streaming mode: the earliest frame a prompt may still go on */
+  private streamFloor = 0;
   private videoHW: [number, number] | null;
   private busy = false;
   /** bumped by every change of prompts or objects (a suspended propagation then stops) */
@@ -209,6 +224,7 @@ export class VideoPredictor {
     this.addAllFramesToCorrectAsCond = o.addAllFramesToCorrectAsCond ?? false;
     this.clearNonCondMemAroundInput = o.clearNonCondMemAroundInput ?? false;
     this.featureCacheSize = Math.max(1, o.featureCacheSize ?? 2);
+    this.streaming = o.streaming ?? false;
     this.source = o.frames;
     if (o.numFrames !== undefined && !(Number.isInteger(o.numFrames) && o.numFrames > 0)) {
       throw new Error(`VideoPredictor: numFrames ${o.numFrames} is not a positive integer`);
@@ -222,7 +238,8 @@ export class VideoPredictor {
         throw new Error(`VideoPredictor: numFrames ${o.numFrames} but ${o.frames.length} frames given`);
       }
       this.nFrames = o.frames.length;
-      this.buffered = [...(o.frames as readonly FrameInput[])];
+      (o.frames as readonly FrameInput[]).forEach((x, i) => this.buffered.set(i, x));
+      this.pulled = o.frames.length;
     } else {
       const it = o.frames as Partial<AsyncIterable<FrameInput> & Iterable<FrameInput>>;
       if (it[Symbol.asyncIterator]) this.iterator = it[Symbol.asyncIterator]!();
@@ -244,11 +261,15 @@ export class VideoPredictor {
 
   // ------------------------------------------------------------------------------------- frames
 
-  /** The number of frames (an iterator source without `numFrames` is read to its end). */
+  /**
+   * The number of frames. An iterator source without `numFrames` is read to its end, except in
+   * streaming mode, where the count is unknown (Infinity) until the source ends.
+   */
   async numFrames(): Promise<number> {
     if (this.nFrames === undefined) {
+      if (this.streaming) return Infinity;
       while (await this.pull()) { /* read on */ }
-      this.nFrames = this.buffered.length;
+      this.nFrames = this.pulled;
       if (this.nFrames === 0) throw new Error('VideoPredictor: the frame source gave no frames');
     }
     return this.nFrames;
@@ -269,24 +290,37 @@ export class VideoPredictor {
     const r = await this.iterator.next();
     if (r.done) {
       this.iterator = null;
+      this.nFrames ??= this.pulled;
       return false;
     }
-    this.buffered.push(r.value);
+    this.buffered.set(this.pulled++, r.value);
     return true;
+  }
+
+  /** Whether frame i exists, reading the source up to it if needed. */
+  private async hasFrame(i: number): Promise<boolean> {
+    if (this.nFrames !== undefined) return i < this.nFrames;
+    while (i >= this.pulled && (await this.pull())) { /* read on */ }
+    return i < this.pulled;
   }
 
   private async frameInput(i: number): Promise<FrameInput> {
     if (typeof this.source === 'function') return this.source(i);
-    while (i >= this.buffered.length && (await this.pull())) { /* read on */ }
-    const x = this.buffered[i];
-    if (x === undefined) throw new Error(`VideoPredictor: frame ${i} does not exist (the video has ${this.buffered.length} frames)`);
+    if (!(await this.hasFrame(i))) throw new Error(`VideoPredictor: frame ${i} does not exist (the video has ${this.pulled} frames)`);
+    const x = this.buffered.get(i);
+    if (x === undefined) throw new Error(`VideoPredictor: frame ${i} is no longer held (streaming mode drops frames once they are encoded)`);
     return x;
   }
 
   private async checkFrame(frame: number): Promise<void> {
     if (!Number.isInteger(frame) || frame < 0) throw new Error(`VideoPredictor: frame index ${frame} is not a non-negative integer`);
-    const n = await this.numFrames();
-    if (frame >= n) throw new Error(`VideoPredictor: frame ${frame} does not exist (the video has ${n} frames)`);
+    if (!(await this.hasFrame(frame))) {
+      throw new Error(`VideoPredictor: frame ${frame} does not exist (the video has ${this.nFrames ?? this.pulled} frames)`);
+    }
+    if (this.streaming && (frame < this.streamFloor ||
+      (!this.featureCache.has(frame) && typeof this.source !== 'function' && !this.buffered.has(frame)))) {
+      throw new Error(`VideoPredictor: frame ${frame} is no longer held (streaming mode keeps only the latest frames; prompt the current frame or a later one)`);
+    }
   }
 
   /** The frame as the image encoder's input [1, S, S, 3] (`own`: made here, to be released). */
@@ -322,6 +356,7 @@ export class VideoPredictor {
     out.trunk.release();
     const feats = { visionFeats: out.visionFeatures, visionPos: out.visionPosEnc };
     this.featureCache.set(i, feats);
+    if (this.streaming) this.buffered.delete(i); // the features stand for the frame from now on
     while (this.featureCache.size > this.featureCacheSize) {
       const [k, v] = this.featureCache.entries().next().value as [number, FrameFeatures];
       this.featureCache.delete(k);
@@ -550,33 +585,31 @@ export class VideoPredictor {
    * prompt's output.
    */
   async *propagate(o: PropagateOptions = {}): AsyncGenerator<FrameMasks> {
-    let epoch = 0, n = 0;
-    const order: number[] = [];
+    let epoch = 0, n = 0, start = 0, max = 0;
     const reverse = o.reverse ?? false;
     await this.exclusive('propagate', async () => {
-      n = await this.numFrames();
+      if (reverse && this.streaming) throw new Error('VideoPredictor.propagate: streaming mode tracks forwards only');
+      n = await this.numFrames(); // Infinity for a stream of unknown length
       if (o.start !== undefined) await this.checkFrame(o.start);
       if (o.maxFrames !== undefined && !(Number.isInteger(o.maxFrames) && o.maxFrames >= 0)) {
         throw new Error(`VideoPredictor.propagate: maxFrames ${o.maxFrames} is not a non-negative integer`);
       }
       await this.preflight();
-      const start = o.start ?? Math.min(...this.objects.flatMap((x) => [...x.output.cond.keys()]));
-      const max = o.maxFrames ?? n;
-      if (reverse) {
-        const end = Math.max(start - max, 0);
-        if (start > 0) for (let t = start; t >= end; t--) order.push(t);
-      } else {
-        const end = Math.min(start + max, n - 1);
-        for (let t = start; t <= end; t++) order.push(t);
-      }
+      start = o.start ?? Math.min(...this.objects.flatMap((x) => [...x.output.cond.keys()]));
+      max = o.maxFrames ?? Infinity;
       epoch = ++this.epoch;
     });
-    for (const t of order) {
+    // frames start, start +- 1, ... (max + 1 of them at most); in reverse, none from frame 0 (as the reference)
+    if (reverse && start === 0) return;
+    for (let k = 0; k <= max; k++) {
+      const t = reverse ? start - k : start + k;
+      if (t < 0) break;
       // one frame at a time; a prompt or object change between frames ends this propagation
       const fm = await this.exclusive('propagate', async () => {
         if (this.epoch !== epoch) {
           throw new Error('VideoPredictor.propagate: the prompts or objects changed during this propagation; start a new one');
         }
+        if (!(await this.hasFrame(t))) return null; // the video (or the stream) ended
         const outs: FrameOutput[] = [];
         for (const obj of this.objects) {
           let out = obj.output.cond.get(t);
@@ -585,7 +618,7 @@ export class VideoPredictor {
           } else {
             out = this.tracker.trackStep({
               frameIdx: t, isInitCondFrame: false, features: await this.features(t), points: null, mask: null,
-              bank: obj.output, numFrames: n, reverse, runMemEncoder: true,
+              bank: obj.output, numFrames: this.nFrames ?? n, reverse, runMemEncoder: true,
             });
             const old = obj.output.nonCond.get(t);
             obj.output.nonCond.set(t, out);
@@ -595,11 +628,43 @@ export class VideoPredictor {
           outs.push(out);
         }
         const masks = this.frameMasks(t, outs);
+        if (this.streaming) this.forgetBefore(t + 1);
         this.ctx.flush();
         return masks;
       });
+      if (!fm) break;
       yield fm;
     }
+  }
+
+  /**
+   * Streaming mode: drops what neither frame `next` nor a correction on the frame before it can
+   * use any more. Tracking frame f reads the spatial memories of at most `num_maskmem - 1` frames
+   * before it (every `memory_temporal_stride_for_eval`-th, so within stride * (num_maskmem - 1) + 1
+   * frames) and the object pointers of the `max_obj_ptrs_in_encoder - 1` frames before it. Older
+   * non-conditioning outputs are released, and their memories (the large part) as soon as they
+   * leave the memory window. Conditioning frames are all kept.
+   */
+  private forgetBefore(next: number): void {
+    const s = this.tracker.s;
+    const latest = next - 1; // still correctable
+    const memWindow = s.memoryTemporalStrideForEval * (s.numMaskmem - 1) + 1;
+    const ptrWindow = s.useObjPtrsInEncoder ? s.maxObjPtrsInEncoder - 1 : 0;
+    const keepFrom = latest - Math.max(memWindow, ptrWindow);
+    const memFrom = latest - memWindow;
+    for (const obj of this.objects) {
+      for (const [t, out] of obj.output.nonCond) {
+        if (t < keepFrom) {
+          obj.output.nonCond.delete(t);
+          releaseOutput(out);
+        } else if (t < memFrom && out.maskmemFeatures) {
+          out.maskmemFeatures.release();
+          out.maskmemFeatures = null;
+        }
+      }
+      for (const t of obj.tracked.keys()) if (t < keepFrom && !obj.output.cond.has(t)) obj.tracked.delete(t);
+    }
+    this.streamFloor = Math.max(this.streamFloor, latest);
   }
 
   // ------------------------------------------------------------------------------ objects, state

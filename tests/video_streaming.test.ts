@@ -1,0 +1,106 @@
+/**
+ * Streaming mode of the video predictor: frames read once from an async iterator and dropped, the
+ * memory bank pruned to what tracking can still use. It must give the same masks as the ordinary
+ * mode, and the GPU memory held must stop growing once the bank is full (1,000 frames).
+ */
+import { resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadCase } from '../src/golden/case.js';
+import { caseModel } from '../src/golden/stages.js';
+import type { ImageSource } from '../src/kernels/preprocess.js';
+import type { EfficientTAM } from '../src/model/efficienttam.js';
+import { VideoPredictor } from '../src/model/video_predictor.js';
+import { gpu, maxAbsDiff } from './helpers.js';
+
+const GOLDEN = resolve(__dirname, '../../shared/golden');
+const W = 96, H = 64;
+
+/** Frame i of a generated video: a textured background and a disc moving across it. */
+function frame(i: number): ImageSource {
+  const data = new Uint8Array(W * H * 3);
+  const cx = 20 + 50 * (0.5 + 0.5 * Math.sin(i / 15)), cy = 32 + 12 * Math.cos(i / 11);
+  for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
+    const o = (y * W + x) * 3;
+    const inside = (x - cx) ** 2 + (y - cy) ** 2 < 14 ** 2;
+    data[o] = inside ? 230 : (x * 7 + y * 3 + i) & 127;
+    data[o + 1] = inside ? 40 : (x * 2 + y * 5) & 127;
+    data[o + 2] = inside ? 60 : 90;
+  }
+  return { data, width: W, height: H, channels: 3 };
+}
+
+async function* frames(n: number): AsyncGenerator<ImageSource> {
+  for (let i = 0; i < n; i++) yield frame(i);
+}
+
+let modelP: Promise<EfficientTAM> | null = null;
+async function model(): Promise<EfficientTAM> {
+  modelP ??= (async () => caseModel(await gpu(), await loadCase(resolve(GOLDEN, 'tiny'))))();
+  return modelP;
+}
+
+describe('VideoPredictor streaming mode', () => {
+  it('tracks like the ordinary mode (same low-res logits on every frame)', async () => {
+    const m = await model();
+    const n = 24;
+    const run = async (streaming: boolean): Promise<Float32Array[]> => {
+      const vp = streaming
+        ? new VideoPredictor(m, { frames: frames(n), streaming: true })
+        : new VideoPredictor(m, { frames: Array.from({ length: n }, (_, i) => frame(i)) });
+      (await vp.addPoints(0, 1, [[45, 32]], [1])).release();
+      (await vp.addBox(0, 2, [2, 2, 30, 20])).release();
+      const out: Float32Array[] = [];
+      for await (const fm of vp.propagate()) {
+        out.push(await fm.lowResLogits());
+        fm.release();
+      }
+      vp.dispose();
+      return out;
+    };
+    const plain = await run(false), streamed = await run(true);
+    expect(streamed.length).toBe(n);
+    expect(plain.length).toBe(n);
+    for (let i = 0; i < n; i++) expect(maxAbsDiff(streamed[i]!, plain[i]!), `frame ${i}`).toBe(0);
+  });
+
+  it('holds flat GPU memory over 1,000 frames once the memory bank is full', async () => {
+    const m = await model();
+    const ctx = m.ctx;
+    const n = 1000;
+    const vp = new VideoPredictor(m, { frames: frames(n), streaming: true });
+    (await vp.addPoints(0, 1, [[45, 32]], [1])).release();
+    const held: number[] = [], inUse: number[] = [];
+    let count = 0, present = 0;
+    for await (const fm of vp.propagate()) {
+      if (fm.frameIndex % 100 === 50) present += (await fm.present())[0] ? 1 : 0;
+      fm.release();
+      count++;
+      if (count % 50 === 0) {
+        ctx.flush();
+        held.push(ctx.bytesHeld);
+        inUse.push(ctx.bytesHeld - ctx.bytesPooled);
+      }
+    }
+    expect(count).toBe(n);
+    expect(present).toBeGreaterThan(0); // it tracked something
+    // the bank is full after max_obj_ptrs_in_encoder frames: from frame 100 on nothing grows
+    const from = 1; // index of frame 100's sample
+    for (let k = from; k < held.length; k++) {
+      expect(held[k], `bytes held at frame ${(k + 1) * 50}`).toBe(held[from]);
+      expect(inUse[k], `bytes in use at frame ${(k + 1) * 50}`).toBe(inUse[from]);
+    }
+    // and a prompt on a frame long dropped is refused, the state unchanged
+    await expect(vp.addPoints(10, 1, [[45, 32]], [1])).rejects.toThrow(/no longer held/);
+    await expect(vp.addPoints(n, 1, [[45, 32]], [1])).rejects.toThrow(/does not exist/);
+    vp.dispose();
+  });
+
+  it('refuses reverse tracking', async () => {
+    const m = await model();
+    const vp = new VideoPredictor(m, { frames: frames(4), streaming: true });
+    (await vp.addPoints(0, 1, [[45, 32]], [1])).release();
+    const it = vp.propagate({ reverse: true, start: 2 });
+    await expect(it.next()).rejects.toThrow(/forwards only/);
+    vp.dispose();
+  });
+});

@@ -22,3 +22,12 @@ export { EfficientTAM, type LoadOptions } from './model/efficienttam.js';
 export { ImageEncoder, type ImageEncoderOutput } from './model/image_encoder.js';
 export { ImagePredictor, type PredictOptions, type PredictResult } from './model/image_predictor.js';
 export { preprocessImage, preprocessTexture, type PreprocessOptions } from './kernels/preprocess.js';
+export {
+  VideoPredictor, FrameMasks, preprocessVideoFrame, type VideoPredictorOptions, type FrameSource, type FrameInput,
+  type PropagateOptions, type MaskReadOptions, type FrameState,
+} from './model/video_predictor.js';
+export { type ImageSource } from './kernels/preprocess.js';
+export { validateConfig } from './model/config.js';
+export { connectedComponents, type ConnectedComponents, type ConnectedComponentsOptions, type Connectivity } from './kernels/connected_components.js';
+export { postprocessLowRes, fillHoles, removeSprinkles, fillHolesInMaskScores, type PostprocessOptions } from './kernels/mask_postprocess.js';
+export { drawMasks, MAX_DRAW_COLORS, type DrawMasksOptions } from './kernels/draw_masks.js';

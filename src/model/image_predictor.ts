@@ -4,6 +4,7 @@
  *
  *   setImage(pixels)  -> preprocess -> image encoder -> vision_features (+ no_mem_embed)   [1, g, g, C]
  *   predict(prompts)  -> prompt encoder -> mask decoder -> low-res logits [B, M, S/4, S/4]
+ *                     -> (optional hole filling / sprinkle removal on the low-res logits)
  *                     -> bilinear (align_corners=False) to the original size [B, M, H, W]
  *
  * Prompts are in original-image pixels, as the official predictor takes them: points (x, y) with
@@ -16,6 +17,7 @@ import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { add } from '../kernels/elementwise.js';
 import { maskBytes, maskOverlay, resizeBilinear, unary } from '../kernels/mask_ops.js';
+import { postprocessLowRes } from '../kernels/mask_postprocess.js';
 import { preprocessImage, type ImageSource } from '../kernels/preprocess.js';
 import type { EfficientTAM } from './efficienttam.js';
 
@@ -56,7 +58,7 @@ export interface PredictResult {
   ious: Float32Array;
   /** [B, M, H, W]: 0/1 bytes, or logits with `returnLogits` */
   masks?: Uint8Array | Float32Array;
-  /** [B, M, S/4, S/4], clamped to [-32, 32] */
+  /** [B, M, S/4, S/4], clamped to [-32, 32]; before hole/sprinkle postprocessing, as the official predictor returns them */
   lowResLogits?: Float32Array;
   lowResSize: number;
   /** [H, W, 4] RGBA */
@@ -83,10 +85,23 @@ export class ImagePredictor {
   readonly maskThreshold: number;
   /** Antialiased resizing of the input (torchvision >= 0.17's default; false for older torchvision). */
   readonly antialias: boolean;
+  /**
+   * Fill background components of the low-res masks of at most this area before upsampling
+   * (the official max_hole_area; 0 = off, the default). 8-connected, per mask.
+   */
+  readonly maxHoleArea: number;
+  /** Remove foreground components of at most this area likewise (max_sprinkle_area; 0 = off). */
+  readonly maxSprinkleArea: number;
 
-  constructor(readonly model: EfficientTAM, opts: { maskThreshold?: number; antialias?: boolean } = {}) {
+  constructor(readonly model: EfficientTAM,
+    opts: { maskThreshold?: number; antialias?: boolean; maxHoleArea?: number; maxSprinkleArea?: number } = {}) {
     this.maskThreshold = opts.maskThreshold ?? 0;
     this.antialias = opts.antialias ?? true;
+    this.maxHoleArea = opts.maxHoleArea ?? 0;
+    this.maxSprinkleArea = opts.maxSprinkleArea ?? 0;
+    for (const [k, v] of [['maxHoleArea', this.maxHoleArea], ['maxSprinkleArea', this.maxSprinkleArea]] as const) {
+      if (!(v >= 0) || !Number.isFinite(v)) throw new Error(`ImagePredictor: ${k} ${v} is not a non-negative area`);
+    }
   }
 
   get ctx(): GpuContext {
@@ -293,7 +308,15 @@ export class ImagePredictor {
     const parts: { name: string; t: Tensor; words: number }[] = [{ name: 'ious', t: out.iouPred, words: B * M }];
     const wantMasks = o.returnMasks ?? true;
     let full: Tensor | null = null;
-    if (wantMasks || o.overlay) full = resizeBilinear(ctx, out.masks, H, W); // [B, M, H, W] (from unclamped logits)
+    if (wantMasks || o.overlay) {
+      // postprocess_masks: holes / sprinkles on the low-res logits, then the resize. The low-res
+      // logits returned stay the unprocessed ones, as the official _predict returns them.
+      const post = this.maxHoleArea > 0 || this.maxSprinkleArea > 0
+        ? postprocessLowRes(ctx, out.masks, { maxHoleArea: this.maxHoleArea, maxSprinkleArea: this.maxSprinkleArea, threshold: this.maskThreshold })
+        : out.masks; // [B, M, S/4, S/4]
+      full = resizeBilinear(ctx, post, H, W); // [B, M, H, W] (from unclamped logits)
+      if (post !== out.masks) post.release();
+    }
     if (o.returnLowRes ?? true) {
       parts.push({ name: 'lowres', t: unary(ctx, out.masks, { clamp: [-32, 32] }), words: B * M * m * m });
     }

@@ -21,6 +21,7 @@
 import type { GpuContext } from '../gpu/context.js';
 import { Tensor } from '../gpu/tensor.js';
 import { pilResizeRGB } from '../io/pil_resize.js';
+import { fillHolesInMaskScores } from '../kernels/mask_postprocess.js';
 import { maskBytes, resizeBilinear, unary } from '../kernels/mask_ops.js';
 import { preprocessImage, type ImageSource } from '../kernels/preprocess.js';
 import { NO_OBJ_SCORE } from '../kernels/track_ops.js';
@@ -501,10 +502,24 @@ export class VideoPredictor {
       numFrames: await this.numFrames(), reverse, runMemEncoder: false, prevSamMaskLogits: prevLogits,
     });
     prevLogits?.release();
+    this.fillHoles(out);
     const old = obj.temp[key].get(frame);
     obj.temp[key].set(frame, out);
     if (old) releaseOutput(old);
     return this.consolidate(frame, isCond);
+  }
+
+  /**
+   * The model's `fill_hole_area` (_run_single_frame_inference): holes of the stored low-res mask up
+   * to that area become foreground. The memory of a tracked frame was encoded before, from the
+   * unfilled mask, as in the reference.
+   */
+  private fillHoles(out: FrameOutput): void {
+    const area = this.model.config.fill_hole_area ?? 0;
+    if (area <= 0) return;
+    const filled = fillHolesInMaskScores(this.ctx, out.predMasks, area);
+    out.predMasks.release();
+    out.predMasks = filled;
   }
 
   /** _consolidate_temp_output_across_obj: every object's latest output on the frame, as a FrameMasks. */
@@ -620,6 +635,7 @@ export class VideoPredictor {
               frameIdx: t, isInitCondFrame: false, features: await this.features(t), points: null, mask: null,
               bank: obj.output, numFrames: this.nFrames ?? n, reverse, runMemEncoder: true,
             });
+            this.fillHoles(out);
             const old = obj.output.nonCond.get(t);
             obj.output.nonCond.set(t, out);
             if (old) releaseOutput(old);

@@ -1,11 +1,14 @@
 /**
- * Streaming mode of the video predictor: frames read once from an async iterator and dropped, the
- * memory bank pruned to what tracking can still use. It must give the same masks as the ordinary
- * mode, and the GPU memory held must stop growing once the bank is full (1,000 frames).
+ * Modes of the video predictor beyond the golden script. Streaming: frames read once from an
+ * async iterator and dropped, the memory bank pruned to what tracking can still use; it must give
+ * the same masks as the ordinary mode, and the GPU memory held must stop growing once the bank is
+ * full (1,000 frames). The model's fill_hole_area on the stored masks.
  */
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadCase } from '../src/golden/case.js';
+import { fillHolesInMaskScores } from '../src/kernels/mask_postprocess.js';
+import { EfficientTAM as Model } from '../src/model/efficienttam.js';
 import { caseModel } from '../src/golden/stages.js';
 import type { ImageSource } from '../src/kernels/preprocess.js';
 import type { EfficientTAM } from '../src/model/efficienttam.js';
@@ -102,5 +105,43 @@ describe('VideoPredictor streaming mode', () => {
     const it = vp.propagate({ reverse: true, start: 2 });
     await expect(it.next()).rejects.toThrow(/forwards only/);
     vp.dispose();
+  });
+});
+
+describe('VideoPredictor fill_hole_area', () => {
+  it('fills the holes of the stored masks as fill_holes_in_mask_scores', async () => {
+    const base = await model();
+    const ctx = base.ctx;
+    const c = await loadCase(resolve(GOLDEN, 'tiny'));
+    const area = 40;
+    const filledModel = Model.load(ctx, c.weights, { ...c.config, fill_hole_area: area });
+    // a mask prompt (used as the output as it is): a ring around a small hole
+    const ring = new Uint8Array(W * H);
+    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
+      const r2 = (x - 48) ** 2 + (y - 32) ** 2;
+      ring[y * W + x] = r2 < 22 ** 2 && r2 >= 5 ** 2 ? 1 : 0;
+    }
+    const run = async (m: EfficientTAM): Promise<[Float32Array, number]> => {
+      const vp = new VideoPredictor(m, { frames: Array.from({ length: 4 }, (_, i) => frame(i)) });
+      const p = await vp.addMask(0, 1, { data: ring, width: W, height: H });
+      const low = await p.lowResLogits();
+      p.release();
+      let tracked = 0;
+      for await (const fm of vp.propagate()) {
+        if ((await fm.lowResLogits()).every(Number.isFinite)) tracked++;
+        fm.release();
+      }
+      vp.dispose();
+      return [low, tracked];
+    };
+    const [plain] = await run(base);
+    const [filled, tracked] = await run(filledModel);
+    const g = Math.sqrt(plain.length);
+    const want = await fillHolesInMaskScores(ctx, ctx.upload(plain, [1, g, g]), area).read();
+    expect(maxAbsDiff(filled, want)).toBe(0);
+    let changed = 0;
+    for (let k = 0; k < plain.length; k++) if (filled[k] !== plain[k]) changed++;
+    expect(changed).toBeGreaterThan(0); // the hole was there, and is filled
+    expect(tracked).toBe(4);
   });
 });

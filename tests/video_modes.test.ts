@@ -145,3 +145,40 @@ describe('VideoPredictor fill_hole_area', () => {
     expect(tracked).toBe(4);
   });
 });
+
+describe('VideoPredictor non_overlap_masks', () => {
+  it('keeps only the highest-logit object at each pixel of the returned masks', async () => {
+    const m = await model();
+    const n = 3;
+    const run = async (nonOverlapMasks: boolean) => {
+      const vp = new VideoPredictor(m, { frames: Array.from({ length: n }, (_, i) => frame(i)), nonOverlapMasks });
+      (await vp.addBox(0, 1, [10, 5, 80, 60])).release();
+      (await vp.addBox(0, 2, [12, 7, 82, 61])).release(); // nearly the same box: overlapping masks
+      const logits: Float32Array[] = [], bytes: Uint8Array[] = [], one: Uint8Array[] = [];
+      for await (const fm of vp.propagate()) {
+        logits.push(await fm.masks({ logits: true }) as Float32Array);
+        bytes.push(await fm.masks() as Uint8Array);
+        one.push(await fm.masks({ objId: 2 }) as Uint8Array);
+        fm.release();
+      }
+      vp.dispose();
+      return { logits, bytes, one };
+    };
+    const plain = await run(false), cons = await run(true);
+    const P = W * H;
+    let overlapBefore = 0;
+    for (let f = 0; f < n; f++) {
+      const a = plain.logits[f]!, b = cons.logits[f]!;
+      const want = new Float32Array(2 * P);
+      for (let p = 0; p < P; p++) {
+        const best = a[P + p]! > a[p]! ? 1 : 0; // torch.argmax: the first on ties
+        for (let o = 0; o < 2; o++) want[o * P + p] = o === best ? a[o * P + p]! : Math.min(a[o * P + p]!, -10);
+        if (a[p]! > 0 && a[P + p]! > 0) overlapBefore++;
+        expect(cons.bytes[f]![p]! + cons.bytes[f]![P + p]!).toBeLessThanOrEqual(1);
+      }
+      expect(maxAbsDiff(b, want)).toBe(0);
+      expect(Array.from(cons.one[f]!)).toEqual(Array.from(cons.bytes[f]!.subarray(P)));
+    }
+    expect(overlapBefore).toBeGreaterThan(0); // the objects did overlap without the constraint
+  });
+});

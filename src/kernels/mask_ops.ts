@@ -254,6 +254,40 @@ export function resizeBilinearCpu(x: Float32Array, planes: number, h: number, w:
 }
 
 // ------------------------------------------------------------------------------------------------
+// non-overlapping objects
+
+/**
+ * _apply_non_overlapping_constraints: masks [O, ...] (logits of O objects over the same pixels) ->
+ * the same, where at each pixel only the object with the highest logit (the first on ties, as
+ * torch.argmax) keeps its value and the others are clamped to at most -10. One object: a copy.
+ */
+export function nonOverlapping(ctx: GpuContext, masks: Tensor): Tensor {
+  const O = masks.shape[0]!;
+  const P = masks.size / O;
+  const out = ctx.empty(masks.shape);
+  if (masks.size === 0) return out;
+  const wgsl = /* wgsl */ `
+// ---- kernel: non_overlapping ----
+@group(0) @binding(0) var<storage, read> masks: array<f32>;   // [O, P]
+@group(0) @binding(1) var<storage, read_write> out: array<f32>; // [O, P]
+${header1d(P, WG)}
+  var best = 0u;
+  var bestV = masks[i];
+  for (var o = 1u; o < ${O}u; o++) {
+    let v = masks[o * ${P}u + i];
+    if (v > bestV) { best = o; bestV = v; }
+  }
+  for (var o = 0u; o < ${O}u; o++) {
+    let v = masks[o * ${P}u + i];
+    out[o * ${P}u + i] = select(min(v, -10.0), v, o == best);
+  }
+}
+`;
+  ctx.run({ pipeline: ctx.pipeline('non_overlapping', wgsl), bindings: [masks, out], workgroups: grid1d(Math.ceil(P / WG)).workgroups });
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------------
 // binary masks and overlays
 
 /**

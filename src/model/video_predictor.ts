@@ -22,7 +22,7 @@ import type { GpuContext } from '../gpu/context.js';
 import { Tensor } from '../gpu/tensor.js';
 import { pilResizeRGB } from '../io/pil_resize.js';
 import { fillHolesInMaskScores } from '../kernels/mask_postprocess.js';
-import { maskBytes, resizeBilinear, unary } from '../kernels/mask_ops.js';
+import { maskBytes, nonOverlapping, resizeBilinear, unary } from '../kernels/mask_ops.js';
 import { preprocessImage, type ImageSource } from '../kernels/preprocess.js';
 import { NO_OBJ_SCORE } from '../kernels/track_ops.js';
 import type { EfficientTAM } from './efficienttam.js';
@@ -53,6 +53,12 @@ export interface VideoPredictorOptions {
   addAllFramesToCorrectAsCond?: boolean;
   /** forget the non-conditioning memories around a corrected frame (default false) */
   clearNonCondMemAroundInput?: boolean;
+  /**
+   * non_overlap_masks: in the masks returned at the video's resolution, each pixel belongs to at
+   * most one object (the one with the highest logit; the others are clamped to -10). The tracking
+   * state is not affected. Default false.
+   */
+  nonOverlapMasks?: boolean;
   /** how many frames' image features to keep (default 2; the official predictor keeps 1) */
   featureCacheSize?: number;
   /**
@@ -98,6 +104,8 @@ export class FrameMasks {
     private readonly lowRes: Tensor,
     /** [objects] object score logits (> 0: present) */
     private readonly scores: Tensor,
+    /** the predictor's non_overlap_masks: at each pixel only the object with the highest logit is kept */
+    readonly nonOverlap = false,
   ) {
     registry?.register(this, [lowRes, scores], this.token);
   }
@@ -112,29 +120,45 @@ export class FrameMasks {
     return i;
   }
 
-  /** Masks at the video's resolution, [objects, H, W] (or one object's [H, W]): 0/1 bytes, or logits. */
+  /**
+   * Masks at the video's resolution, [objects, H, W] (or one object's [H, W]): 0/1 bytes, or
+   * logits; the low-res logits upsampled as the reference's _get_orig_video_res_output does (and
+   * made non-overlapping there when the predictor was asked to).
+   */
   async masks(o: MaskReadOptions & { objId?: number } = {}): Promise<Uint8Array | Float32Array> {
     this.check();
     const ctx = this.lowRes.ctx;
     const m = this.lowRes.shape[1]!;
+    const own: Tensor[] = [];
+    const constrain = this.nonOverlap && this.objIds.length > 1;
     let src = this.lowRes;
-    let own = false;
-    if (o.objId !== undefined) {
+    if (o.objId !== undefined && !constrain) { // only this object's plane is needed
       const i = this.index(o.objId);
       src = ctx.empty([1, m, m]);
       ctx.copy(this.lowRes, src, m * m * 4, i * m * m * 4, 0);
-      own = true;
+      own.push(src);
     }
-    const full = resizeBilinear(ctx, src, this.height, this.width); // [O, H, W]
-    if (own) src.release();
+    let full = resizeBilinear(ctx, src, this.height, this.width); // [O or 1, H, W]
+    own.push(full);
+    if (constrain) {
+      full = nonOverlapping(ctx, full);
+      own.push(full);
+      if (o.objId !== undefined) {
+        const i = this.index(o.objId), n = this.height * this.width;
+        const one = ctx.empty([1, this.height, this.width]);
+        ctx.copy(full, one, n * 4, i * n * 4, 0);
+        full = one;
+        own.push(one);
+      }
+    }
     try {
       if (o.logits) return await full.read();
       const bytes = maskBytes(ctx, full, 0);
+      own.push(bytes);
       const words = await bytes.read();
-      bytes.release();
       return new Uint8Array(words.buffer, 0, full.size);
     } finally {
-      full.release();
+      for (const t of own) t.release();
     }
   }
 
@@ -199,6 +223,7 @@ export class VideoPredictor {
   readonly tracker: Tracker;
   addAllFramesToCorrectAsCond: boolean;
   clearNonCondMemAroundInput: boolean;
+  nonOverlapMasks: boolean;
 
   private objects: ObjectState[] = [];
   private readonly featureCache = new Map<number, FrameFeatures>();
@@ -226,6 +251,7 @@ export class VideoPredictor {
     this.clearNonCondMemAroundInput = o.clearNonCondMemAroundInput ?? false;
     this.featureCacheSize = Math.max(1, o.featureCacheSize ?? 2);
     this.streaming = o.streaming ?? false;
+    this.nonOverlapMasks = o.nonOverlapMasks ?? false;
     this.source = o.frames;
     if (o.numFrames !== undefined && !(Number.isInteger(o.numFrames) && o.numFrames > 0)) {
       throw new Error(`VideoPredictor: numFrames ${o.numFrames} is not a positive integer`);
@@ -546,7 +572,7 @@ export class VideoPredictor {
       }
     });
     const [H, W] = this.requireVideoSize();
-    return new FrameMasks(frame, this.objIds, H, W, low, scores);
+    return new FrameMasks(frame, this.objIds, H, W, low, scores, this.nonOverlapMasks);
   }
 
   // -------------------------------------------------------------------------------- propagation

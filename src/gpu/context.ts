@@ -206,7 +206,7 @@ export class GpuContext {
     }));
     const bindGroup = this.device.createBindGroup({ layout: d.pipeline.getBindGroupLayout(0), entries });
     if (!this.encoder) this.encoder = this.device.createCommandEncoder();
-    if (!this.pass) this.pass = this.encoder.beginComputePass();
+    if (!this.pass) this.pass = this.beginPass(this.encoder);
     this.pass.setPipeline(d.pipeline);
     this.pass.setBindGroup(0, bindGroup);
     const [x, y = 1, z = 1] = d.workgroups;
@@ -232,6 +232,93 @@ export class GpuContext {
     this.encoder = null;
     this.device.queue.submit([cmd]);
     this.stats.submits++;
+  }
+
+  // ---------------------------------------------------------------- profiling
+
+  private profile: {
+    querySet: GPUQuerySet | null;
+    /** passes timed so far; pass k wrote timestamps 2k (begin) and 2k + 1 (end) */
+    passes: number;
+    /** segment of each timed pass */
+    passSegment: number[];
+    /** label of each segment (set by the mark that closes it) */
+    labels: string[];
+    /** without timestamp queries: when the GPU had finished each segment (ms, CPU clock) */
+    done: Promise<number>[];
+  } | null = null;
+
+  private static readonly MAX_TIMED_PASSES = 2048; // 4096 queries: the limit of one query set
+
+  /**
+   * Starts a profile: `mark(label)` calls made by the model between its parts then split the GPU
+   * time into labelled segments. With the `timestamp-query` feature every compute pass is timed
+   * on the GPU (copies between passes are not); without it a mark submits the work so far and
+   * notes when the queue has finished it. Off (and free) unless a benchmark asks for it.
+   */
+  startProfile(): void {
+    const ts = this.device.features.has('timestamp-query');
+    this.flush();
+    this.profile = {
+      querySet: ts ? this.device.createQuerySet({ type: 'timestamp', count: 2 * GpuContext.MAX_TIMED_PASSES }) : null,
+      passes: 0, passSegment: [], labels: [], done: [],
+    };
+  }
+
+  /** Closes the current profile segment under this label (a no-op unless profiling). */
+  mark(label: string): void {
+    const p = this.profile;
+    if (!p) return;
+    if (p.querySet) {
+      if (this.pass) { this.pass.end(); this.pass = null; }
+    } else {
+      this.flush();
+      p.done.push(this.device.queue.onSubmittedWorkDone().then(() => performance.now()));
+    }
+    p.labels.push(label);
+  }
+
+  /** Ends the profile: the milliseconds of GPU work in each labelled segment, in order. */
+  async endProfile(): Promise<{ label: string; ms: number }[]> {
+    const p = this.profile;
+    if (!p) return [];
+    if (this.pass) { this.pass.end(); this.pass = null; }
+    this.profile = null;
+    if (!p.querySet) {
+      const t = await Promise.all(p.done);
+      return p.labels.map((label, i) => ({ label, ms: i === 0 ? 0 : t[i]! - t[i - 1]! }));
+    }
+    const ms = new Array<number>(p.labels.length).fill(0);
+    if (p.passes > 0) {
+      const bytes = p.passes * 16;
+      const resolved = this.device.createBuffer({ size: bytes, usage: 0x0200 | 0x0004 }); // QUERY_RESOLVE | COPY_SRC
+      if (!this.encoder) this.encoder = this.device.createCommandEncoder();
+      this.encoder.resolveQuerySet(p.querySet, 0, 2 * p.passes, resolved, 0);
+      const staging = this.device.createBuffer({ size: bytes, usage: MAP_READ | COPY_DST });
+      this.encoder.copyBufferToBuffer(resolved, 0, staging, 0, bytes);
+      this.flush();
+      await staging.mapAsync(MAP_READ);
+      const t = new BigUint64Array(staging.getMappedRange().slice(0));
+      staging.destroy();
+      resolved.destroy();
+      for (let k = 0; k < p.passes; k++) {
+        const seg = p.passSegment[k]!;
+        if (seg < ms.length) ms[seg]! += Number(t[2 * k + 1]! - t[2 * k]!) / 1e6;
+      }
+    }
+    p.querySet.destroy();
+    return p.labels.map((label, i) => ({ label, ms: ms[i]! }));
+  }
+
+  /** A compute pass, timed when a profile with timestamp queries is running. */
+  private beginPass(encoder: GPUCommandEncoder): GPUComputePassEncoder {
+    const p = this.profile;
+    if (!p?.querySet || p.passes >= GpuContext.MAX_TIMED_PASSES) return encoder.beginComputePass();
+    const k = p.passes++;
+    p.passSegment.push(p.labels.length);
+    return encoder.beginComputePass({
+      timestampWrites: { querySet: p.querySet, beginningOfPassWriteIndex: 2 * k, endOfPassWriteIndex: 2 * k + 1 },
+    });
   }
 
   /** Waits until the GPU has finished all submitted work. */

@@ -64,6 +64,7 @@ export async function requestDevice(opts: DeviceOptions = {}): Promise<GPUDevice
   }
   const requiredFeatures: GPUFeatureName[] = [];
   if ((opts.f16 ?? true) && adapter.features.has('shader-f16')) requiredFeatures.push('shader-f16');
+  if (adapter.features.has('timestamp-query')) requiredFeatures.push('timestamp-query'); // for GpuContext profiles
   const l = adapter.limits;
   const device = await adapter.requestDevice({
     requiredFeatures,

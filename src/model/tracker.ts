@@ -326,7 +326,9 @@ export class Tracker {
       if (a.runMemEncoder) throw new Error('Tracker: a mask prompt is encoded into memory when tracking starts, not in the same step');
       out = this.useMaskAsOutput(a.features.visionFeats, a.mask);
     } else {
+      this.ctx.mark('start');
       const pixFeat = this.prepareMemoryConditionedFeatures(a);
+      this.ctx.mark('memory_attention');
       let maskInput: Tensor | null = null;
       let ownMask = false;
       if (a.prevSamMaskLogits) {
@@ -342,10 +344,12 @@ export class Tracker {
       out = this.forwardSamHeads(pixFeat.reshape([1, g, g, this.C]), a.points, maskInput, this.useMultimask(a.isInitCondFrame, a.points));
       if (ownMask) maskInput!.release();
       pixFeat.release();
+      this.ctx.mark('decoder');
     }
     let maskmemFeatures: Tensor | null = null;
     if (a.runMemEncoder && this.s.numMaskmem > 0) {
       maskmemFeatures = this.encodeNewMemory(a.features.visionFeats, out.lowRes, out.objectScoreLogits, a.points !== null);
+      this.ctx.mark('memory_encoder');
     }
     return { predMasks: out.lowRes, objPtr: out.objPtr, objectScoreLogits: out.objectScoreLogits, maskmemFeatures };
   }

@@ -378,7 +378,9 @@ export class VideoPredictor {
       return hit;
     }
     const { t, own } = await this.pixels(i);
+    this.ctx.mark('start');
     const out = this.model.imageEncoder.forward(t);
+    this.ctx.mark('image_encoder');
     if (own) t.release();
     out.trunk.release();
     const feats = { visionFeats: out.visionFeatures, visionPos: out.visionPosEnc };

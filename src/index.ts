@@ -31,3 +31,4 @@ export { validateConfig } from './model/config.js';
 export { connectedComponents, type ConnectedComponents, type ConnectedComponentsOptions, type Connectivity } from './kernels/connected_components.js';
 export { postprocessLowRes, fillHoles, removeSprinkles, fillHolesInMaskScores, type PostprocessOptions } from './kernels/mask_postprocess.js';
 export { drawMasks, MAX_DRAW_COLORS, type DrawMasksOptions } from './kernels/draw_masks.js';
+export { videoFrames, streamFrames, type LiveOptions } from './model/live.js';

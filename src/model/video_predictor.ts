@@ -23,7 +23,7 @@ import { Tensor } from '../gpu/tensor.js';
 import { pilResizeRGB } from '../io/pil_resize.js';
 import { fillHolesInMaskScores } from '../kernels/mask_postprocess.js';
 import { maskBytes, nonOverlapping, resizeBilinear, unary } from '../kernels/mask_ops.js';
-import { preprocessImage, type ImageSource } from '../kernels/preprocess.js';
+import { preprocessImage, preprocessTexture, type ImageSource, type TextureSource } from '../kernels/preprocess.js';
 import { NO_OBJ_SCORE } from '../kernels/track_ops.js';
 import type { EfficientTAM } from './efficienttam.js';
 import {
@@ -33,8 +33,13 @@ import {
 
 const f = Math.fround;
 
-/** A frame: a preprocessed tensor [1, S, S, 3] (or [S, S, 3]; the caller keeps ownership) or 8-bit pixels. */
-export type FrameInput = Tensor | ImageSource;
+/**
+ * A frame: a preprocessed tensor [1, S, S, 3] (or [S, S, 3]; the caller keeps ownership), 8-bit
+ * pixels, or (in a browser) a live source: a VideoFrame, a video element's current frame, an
+ * ImageBitmap or a canvas, copied and resized on the GPU (antialiased bilinear, not the CPU
+ * bicubic of the reference's frame loader, which would cost a readback of every frame).
+ */
+export type FrameInput = Tensor | ImageSource | TextureSource;
 
 export type FrameSource =
   | readonly FrameInput[]
@@ -281,8 +286,8 @@ export class VideoPredictor {
     }
     this.videoHW = h !== undefined ? [h, w!] : null;
     if (!this.videoHW && Array.isArray(o.frames)) {
-      const px = (o.frames as FrameInput[]).find((x) => !(x instanceof Tensor)) as ImageSource | undefined;
-      if (px) this.videoHW = [px.height, px.width];
+      const px = (o.frames as FrameInput[]).find((x) => !(x instanceof Tensor)) as ImageSource | TextureSource | undefined;
+      if (px) { const [w, h] = frameSize(px); if (w > 0 && h > 0) this.videoHW = [h, w]; }
     }
   }
 
@@ -360,13 +365,18 @@ export class VideoPredictor {
       if (!ok) throw new Error(`VideoPredictor: frame ${i} is a tensor [${x.shape}], expected a preprocessed [1, ${S}, ${S}, 3]`);
       return { t: x.reshape([1, S, S, 3]), own: false };
     }
-    if (!x || !(x.width > 0 && x.height > 0) || !x.data) throw new Error(`VideoPredictor: frame ${i} is neither a tensor nor an image`);
-    if (!this.videoHW) this.videoHW = [x.height, x.width];
+    const [w, h] = frameSize(x);
+    if (!(w > 0 && h > 0)) throw new Error(`VideoPredictor: frame ${i} is neither a tensor nor an image (or it has no size yet)`);
+    if (!this.videoHW) this.videoHW = [h, w];
     const [H, W] = this.videoHW;
-    if (x.width !== W || x.height !== H) {
-      throw new Error(`VideoPredictor: frame ${i} is ${x.width}x${x.height}, but the video is ${W}x${H}`);
+    if (w !== W || h !== H) {
+      throw new Error(`VideoPredictor: frame ${i} is ${w}x${h}, but the video is ${W}x${H}`);
     }
-    return { t: preprocessVideoFrame(this.ctx, x, S), own: true };
+    if (isPixels(x)) return { t: preprocessVideoFrame(this.ctx, x, S), own: true };
+    const t = preprocessTexture(this.ctx, x, S, { antialias: true });
+    // a VideoFrame handed over by an iterator in streaming mode is ours to close once copied
+    if (this.streaming && typeof this.source !== 'function' && !Array.isArray(this.source) && isVideoFrame(x)) x.close();
+    return { t, own: true };
   }
 
   /** _get_image_feature: the frame's features, from the cache or the image encoder. */
@@ -760,6 +770,16 @@ export class VideoPredictor {
       maskmemFeatures: out.maskmemFeatures ? await out.maskmemFeatures.read() : null,
     };
   }
+}
+
+const isPixels = (x: FrameInput): x is ImageSource => !(x instanceof Tensor) && 'data' in x && !!(x as ImageSource).data;
+const isVideoFrame = (x: FrameInput): x is VideoFrame => typeof VideoFrame !== 'undefined' && x instanceof VideoFrame;
+
+/** [width, height] of a pixel or live frame. */
+function frameSize(x: ImageSource | TextureSource): [number, number] {
+  const d = x as { videoWidth?: number; videoHeight?: number; displayWidth?: number; displayHeight?: number; width?: number; height?: number };
+  if (isPixels(x)) return [x.width, x.height];
+  return [d.videoWidth ?? d.displayWidth ?? d.width ?? 0, d.videoHeight ?? d.displayHeight ?? d.height ?? 0];
 }
 
 function releaseObject(o: ObjectState): void {

@@ -11,7 +11,7 @@ import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadCase, runGolden } from '../src/golden/case.js';
 import { formatTable } from '../src/golden/compare.js';
-import { stages } from '../src/golden/stages.js';
+import { stages } from '../src/golden/registry.js';
 import { memoryAttentionStage, memoryEncoderStage } from '../src/golden/stages_memory.js';
 import { pooledAttention } from '../src/kernels/pooled_attention.js';
 import { applyRope, RopeTable } from '../src/kernels/rope.js';

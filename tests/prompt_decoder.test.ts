@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadCase, runGolden } from '../src/golden/case.js';
 import { formatTable } from '../src/golden/compare.js';
-import { stages } from '../src/golden/stages.js';
+import { stages } from '../src/golden/registry.js';
 import { ImagePredictor } from '../src/model/image_predictor.js';
 import { caseModel, chwToHwc } from '../src/golden/stages.js';
 import { gpu } from './helpers.js';

@@ -9,7 +9,7 @@
  */
 import { GpuContext } from '../src/gpu/context.js';
 import { formatReport, loadCase, runGolden } from '../src/golden/case.js';
-import { stages } from '../src/golden/stages.js';
+import { stages } from '../src/golden/registry.js';
 
 async function main(): Promise<number> {
   const args = process.argv.slice(2);

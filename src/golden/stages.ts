@@ -10,8 +10,6 @@ import type { GpuContext } from '../gpu/context.js';
 import { preprocessImage } from '../kernels/preprocess.js';
 import { EfficientTAM } from '../model/efficienttam.js';
 import type { CaseData, GoldenStage } from './case.js';
-import { predictorEmbedStage, promptStage } from './stages_prompt.js';
-import { memoryAttentionStage, memoryEncoderStage } from './stages_memory.js';
 
 /** [H, W, C] (channels-last) -> [C, H, W]. */
 export function hwcToChw(x: Float32Array, H: number, W: number, C: number): Float32Array {
@@ -95,9 +93,3 @@ export const imageEncoderStage: GoldenStage = {
     return result;
   },
 };
-
-export const stages: GoldenStage[] = [
-  preprocessStage, imageEncoderStage, predictorEmbedStage, promptStage, memoryEncoderStage, memoryAttentionStage,
-  // The video stage (stages_video.ts; tests/video.test.ts runs it on the tiny cases) joins the list
-  // when it also passes on ti512, where later frames still drift past the bound (issue 4).
-];

@@ -30,7 +30,7 @@ export function chwToHwc(x: Float32Array, C: number, H: number, W: number): Floa
 }
 
 /** Where a case's source images are: `../../data/{images,bedroom}` from the case folder, or $ETAM_DATA. */
-async function findDataFile(c: CaseData, file: string): Promise<string> {
+export async function findDataFile(c: CaseData, file: string): Promise<string> {
   const fs = await import('node:fs');
   const path = await import('node:path');
   const roots = [process.env.ETAM_DATA, path.resolve(c.dir, '../../data'), path.resolve(c.dir, '../data')].filter(Boolean) as string[];

@@ -278,10 +278,14 @@ export class GpuContext {
     p.labels.push(label);
   }
 
-  /** Ends the profile: the milliseconds of GPU work in each labelled segment, in order. */
+  /**
+   * Ends the profile: the milliseconds of GPU work in each labelled segment, in order; the work
+   * after the last mark is the segment 'rest'.
+   */
   async endProfile(): Promise<{ label: string; ms: number }[]> {
     const p = this.profile;
     if (!p) return [];
+    this.mark('rest');
     if (this.pass) { this.pass.end(); this.pass = null; }
     this.profile = null;
     if (!p.querySet) {

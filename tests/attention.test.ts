@@ -3,11 +3,12 @@ import { attention, attentionPacked } from '../src/kernels/attention.js';
 import { gpu, maxAbs, maxAbsDiff, randn } from './helpers.js';
 
 /**
- * float64 reference: softmax(q kᵀ · scale) v per (batch, head), heads packed in channels.
+ * float64 reference: softmax(q kᵀ · scale [+ logitBias.value on keys < logitBias.keys]) v per
+ * (batch, head), heads packed in channels.
  * q: [B, Nq, H*d], k: [B, Nk, H*d], v: [B, Nk, H*dv] -> [B, Nq, H*dv]
  */
 function attentionRef(q: Float32Array, k: Float32Array, v: Float32Array, b: number, nq: number, nk: number,
-  heads: number, d: number, dv: number, scale = 1 / Math.sqrt(d)): Float64Array {
+  heads: number, d: number, dv: number, scale = 1 / Math.sqrt(d), logitBias = { keys: 0, value: 0 }): Float64Array {
   const out = new Float64Array(b * nq * heads * dv);
   const s = new Float64Array(nk);
   for (let bi = 0; bi < b; bi++) for (let h = 0; h < heads; h++) for (let i = 0; i < nq; i++) {
@@ -17,7 +18,7 @@ function attentionRef(q: Float32Array, k: Float32Array, v: Float32Array, b: numb
       const ko = (bi * nk + j) * heads * d + h * d;
       let dot = 0;
       for (let c = 0; c < d; c++) dot += q[qo + c]! * k[ko + c]!;
-      s[j] = dot * scale;
+      s[j] = dot * scale + (j < logitBias.keys ? logitBias.value : 0);
       m = Math.max(m, s[j]!);
     }
     let sum = 0;
@@ -41,16 +42,18 @@ function unpackQkv(qkv: Float32Array, b: number, n: number, c: number): [Float32
 }
 
 async function check(b: number, nq: number, nk: number, heads: number, d: number, dv: number, seed: number,
-  opts: { scale?: number; qScale?: number; tol?: number; method?: 'composed' | 'fused' } = {}): Promise<number> {
+  opts: { scale?: number; qScale?: number; tol?: number; method?: 'composed' | 'fused'; logitBias?: { keys: number; value: number } } = {},
+): Promise<number> {
   const ctx = await gpu();
   const q = randn(b * nq * heads * d, seed, opts.qScale ?? 1);
   const k = randn(b * nk * heads * d, seed + 1);
   const v = randn(b * nk * heads * dv, seed + 2);
   const qt = ctx.upload(q, [b, nq, heads * d]), kt = ctx.upload(k, [b, nk, heads * d]), vt = ctx.upload(v, [b, nk, heads * dv]);
-  const o = attention(ctx, qt, kt, vt, heads, { method: opts.method, ...(opts.scale === undefined ? {} : { scale: opts.scale }) });
+  const o = attention(ctx, qt, kt, vt, heads,
+    { method: opts.method, logitBias: opts.logitBias, ...(opts.scale === undefined ? {} : { scale: opts.scale }) });
   expect(o.shape).toEqual([b, nq, heads * dv]);
   const got = await o.read();
-  const ref = attentionRef(q, k, v, b, nq, nk, heads, d, dv, opts.scale);
+  const ref = attentionRef(q, k, v, b, nq, nk, heads, d, dv, opts.scale, opts.logitBias);
   const err = maxAbsDiff(got, ref);
   expect(err).toBeLessThan(opts.tol ?? 2e-5);
   for (const t of [qt, kt, vt, o]) t.release();
@@ -67,6 +70,47 @@ describe.each(['composed', 'fused'] as const)('attention (%s)', (method) => {
   });
   it('large logits (up to about ±70) do not overflow', async () => {
     await check(1, 40, 67, 2, 16, 16, 40, { method, scale: 5, tol: 1e-4 });
+  });
+});
+
+// A constant on the logits of the first keys (EfficientRoPEAttention1's pooled memory keys).
+describe.each(['composed', 'fused'] as const)('attention with a logit bias (%s)', (method) => {
+  const LN4 = 2 * Math.LN2;
+  it('on 0 keys: as without', async () => {
+    await check(2, 37, 53, 3, 16, 16, 10, { method, logitBias: { keys: 0, value: LN4 } });
+  });
+  it('on some keys (21 of 53, not a multiple of the key group), odd sizes', async () => {
+    await check(2, 37, 53, 3, 16, 16, 10, { method, logitBias: { keys: 21, value: LN4 } });
+  });
+  it('on all keys (a constant shift: as without)', async () => {
+    await check(2, 37, 53, 3, 16, 16, 10, { method, logitBias: { keys: 53, value: LN4 } });
+  });
+  it('looped fused kernel (d + dv > 32), keys over several tiles, negative bias', async () => {
+    await check(1, 29, 101, 2, 24, 20, 110, { method, logitBias: { keys: 66, value: -1.7 } });
+  });
+  it('scalar head dims (d=6), a large bias', async () => {
+    await check(2, 11, 19, 2, 6, 6, 70, { method, logitBias: { keys: 7, value: 30 }, tol: 1e-4 });
+  });
+  it('the bias changes the result (the checks are not vacuous)', () => {
+    const q = randn(9 * 8, 1), k = randn(13 * 8, 2), v = randn(13 * 8, 3);
+    const plain = attentionRef(q, k, v, 1, 9, 13, 1, 8, 8);
+    expect(maxAbsDiff(plain, attentionRef(q, k, v, 1, 9, 13, 1, 8, 8, undefined, { keys: 5, value: LN4 }))).toBeGreaterThan(1e-2);
+    expect(maxAbsDiff(plain, attentionRef(q, k, v, 1, 9, 13, 1, 8, 8, undefined, { keys: 13, value: LN4 }))).toBeLessThan(1e-12);
+  });
+  it('packed qkv with a bias gives the same result as separate q, k, v', async () => {
+    const ctx = await gpu();
+    const b = 1, n = 37, heads = 3, d = 16, c = heads * d, logitBias = { keys: 10, value: LN4 };
+    const qkv = randn(b * n * 3 * c, 51);
+    const [q, k, v] = unpackQkv(qkv, b, n, c);
+    const packed = await attentionPacked(ctx, ctx.upload(qkv, [b, n, 3 * c]), heads, { method, logitBias }).read();
+    expect(maxAbsDiff(packed, attentionRef(q, k, v, b, n, n, heads, d, d, undefined, logitBias))).toBeLessThan(2e-5);
+  });
+  it('rejects bad biases', async () => {
+    const ctx = await gpu();
+    const t = (...s: number[]) => ctx.empty(s);
+    expect(() => attention(ctx, t(1, 5, 48), t(1, 7, 48), t(1, 7, 48), 3, { method, logitBias: { keys: 8, value: 1 } })).toThrow(/logitBias/);
+    expect(() => attention(ctx, t(1, 5, 48), t(1, 7, 48), t(1, 7, 48), 3, { method, logitBias: { keys: 1.5, value: 1 } })).toThrow(/logitBias/);
+    expect(() => attention(ctx, t(1, 5, 48), t(1, 7, 48), t(1, 7, 48), 3, { method, logitBias: { keys: 2, value: Infinity } })).toThrow(/logitBias/);
   });
 });
 

@@ -1,7 +1,9 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { attentionComposed, composedFits, type ComposedParams } from './attention_composed.js';
+import { attentionComposed, composedFits, type ComposedParams, type LogitBias } from './attention_composed.js';
 import { f32lit, grid1d } from './util.js';
+
+export type { LogitBias };
 
 /**
  * Scaled dot-product attention, softmax(q kᵀ · scale) v, fused in the flash-attention way: the
@@ -19,6 +21,10 @@ import { f32lit, grid1d } from './util.js';
  * with different token strides and channel offsets.
  *
  * Scores are computed in base 2: q is multiplied by scale·log2(e) when loaded, and exp2 is used.
+ *
+ * Optionally (AttentionOptions.logitBias) a constant is added to the logits of the first keys
+ * before the softmax; EfficientTAM's EfficientRoPEAttention1 does so for its pooled memory keys
+ * (see pooled_attention.ts). Both paths support it.
  */
 
 /** Where one of q, k, v lives in its buffer: element (b, n, h, i) is at ((b*N + n)*tokenStride + offset + h*d + i). */
@@ -86,8 +92,13 @@ const attentionWGSL = (p: AttentionParams, cfg: AttentionConfig): string => {
   const SCALE = f32lit(p.scale * Math.LOG2E);
   const score = (g: number): string =>
     range(DW).map((i) => dot(`q${i}`, `ks[kq + ${u(g * DW + i)}]`)).join(' + ');
+  // the logit bias, in base 2 like the scores, on keys k0 + j + gi < NB (no text without a bias)
+  const bias = p.logitBias;
+  const biasLines = bias
+    ? lines(G, (gi) => `if (k0 + j + ${u(gi)} < NB) { s${gi} += ${f32lit(bias.value * Math.LOG2E)}; }`, '      ') + '\n'
+    : '';
   return /* wgsl */ `
-// ---- kernel: attention (B ${p.batch}, H ${p.heads}, Nq ${p.nq}, Nk ${p.nk}, d ${p.d}, dv ${p.dv}, BQ ${BQ}, BK ${BK}) ----
+// ---- kernel: attention (B ${p.batch}, H ${p.heads}, Nq ${p.nq}, Nk ${p.nk}, d ${p.d}, dv ${p.dv}, BQ ${BQ}, BK ${BK}${bias ? `, logit bias ${f32lit(bias.value)} on the first ${bias.keys} keys` : ''}) ----
 @group(0) @binding(0) var<storage, read> qb: array<${VT}>;
 @group(0) @binding(1) var<storage, read> kb: array<${VT}>;
 @group(0) @binding(2) var<storage, read> vb: array<${VT}>;
@@ -100,7 +111,8 @@ const DW = ${u(DW)};     // head dim of q, k in ${VT}s
 const DVW = ${u(DVW)};   // head dim of v in ${VT}s
 const BQ = ${u(BQ)};
 const BK = ${u(BK)};
-const QTILES = ${u(qTiles)};
+const QTILES = ${u(qTiles)};${bias ? `
+const NB = ${u(bias.keys)};     // keys whose logits get the bias` : ''}
 const LOWEST = -3.4028234e38;
 // strides and offsets in ${VT}s
 const Q_TOK = ${u(p.q.tokenStride / w)}; const Q_OFF = ${u(p.q.offset / w)};
@@ -164,7 +176,7 @@ ${U ? lines(G, (gi) => `var s${gi} = ${score(gi)};`, '      ') : `${lines(G, (gi
         let qi = q[i];
 ${lines(G, (gi) => `s${gi} += ${dot('qi', `ks[kq + ${u(gi * DW)} + i]`)};`, '        ')}
       }`}
-${lines(G - 1, (gi) => `if (j + ${u(gi + 1)} >= kn) { s${gi + 1} = LOWEST; }`, '      ')}
+${biasLines}${lines(G - 1, (gi) => `if (j + ${u(gi + 1)} >= kn) { s${gi + 1} = LOWEST; }`, '      ')}
       let mt = ${range(G).reduce((e, gi) => `max(${e}, s${gi})`, 'm')};
       if (mt > m) {
         // rescale what has been accumulated to the new max
@@ -224,6 +236,22 @@ export interface AttentionOptions {
   method?: 'auto' | 'composed' | 'fused';
   /** tile sizes (for benchmarks); default defaultAttentionConfig(d, dv) */
   config?: AttentionConfig;
+  /**
+   * add `value` to the logits q·k·scale of the first `keys` keys (of every query and head) before
+   * the softmax (EfficientRoPEAttention1: 2·ln 2 on its pooled memory keys); 0 <= keys <= Nk;
+   * default none
+   */
+  logitBias?: LogitBias;
+}
+
+/** Checks opts.logitBias; a bias on no keys or of 0 is none (the kernels without it). */
+function logitBiasOf(opts: AttentionOptions, nk: number, fn: string): LogitBias | undefined {
+  const b = opts.logitBias;
+  if (!b) return undefined;
+  if (!(Number.isInteger(b.keys) && b.keys >= 0 && b.keys <= nk && Number.isFinite(b.value))) {
+    throw new Error(`${fn}: bad logitBias (keys ${b.keys} of ${nk}, value ${b.value})`);
+  }
+  return b.keys > 0 && b.value !== 0 ? { keys: b.keys, value: b.value } : undefined;
 }
 
 /**
@@ -254,6 +282,7 @@ export function attention(ctx: GpuContext, q: Tensor, k: Tensor, v: Tensor, numH
     k: { tokenStride: ck, offset: 0 },
     v: { tokenStride: cv, offset: 0 },
     outStride: cv,
+    logitBias: logitBiasOf(opts, nk, 'attention'),
   };
   if (useComposed(ctx, p, opts)) {
     attentionComposed(ctx, p, { t: q, ...p.q }, { t: k, ...p.k }, { t: v, ...p.v }, out);
@@ -284,6 +313,7 @@ export function attentionPacked(ctx: GpuContext, qkv: Tensor, numHeads: number, 
     k: { tokenStride: c3, offset: c },
     v: { tokenStride: c3, offset: 2 * c },
     outStride: c,
+    logitBias: logitBiasOf(opts, n, 'attentionPacked'),
   };
   if (useComposed(ctx, p, opts)) {
     attentionComposed(ctx, p, { t: qkv, ...p.q }, { t: qkv, ...p.k }, { t: qkv, ...p.v }, out);

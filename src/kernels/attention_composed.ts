@@ -9,7 +9,7 @@ import { grid1d } from './util.js';
  *
  *   gather q, k, v of those heads    -> qh [G, Nq, d], kh [G, Nk, d], vh [G, Nk, dv]
  *   scores = scale · qh · khᵀ        -> [G, Nq, Nk]
- *   probs  = softmax(scores)          (last axis)
+ *   probs  = softmax(scores)          (last axis; + the logit bias on the first keys, if any)
  *   oh     = probs · vh              -> [G, Nq, dv], scattered back to out [B, Nq, H*dv]
  *
  * On software WebGPU the register-tiled matmul runs several times faster than a fused
@@ -87,6 +87,12 @@ export function composedFits(ctx: GpuContext, nq: number, nk: number): boolean {
   return nq * nk * 4 <= scoreBudget(ctx);
 }
 
+/** A constant added to the logits of the first `keys` keys before the softmax. */
+export interface LogitBias {
+  keys: number;
+  value: number;
+}
+
 export interface ComposedParams {
   batch: number;
   heads: number;
@@ -95,9 +101,11 @@ export interface ComposedParams {
   d: number;
   dv: number;
   scale: number;
+  /** added to the logits q·k·scale of keys [0, keys) before the softmax */
+  logitBias?: LogitBias;
 }
 
-/** out [B, Nq, H*dv] = softmax(scale · q kᵀ) v per (batch, head); see the file comment. */
+/** out [B, Nq, H*dv] = softmax(scale · q kᵀ [+ logit bias]) v per (batch, head); see the file comment. */
 export function attentionComposed(ctx: GpuContext, p: ComposedParams, q: HeadOperand, k: HeadOperand, v: HeadOperand,
   out: Tensor): void {
   const total = p.batch * p.heads;
@@ -110,7 +118,8 @@ export function attentionComposed(ctx: GpuContext, p: ComposedParams, q: HeadOpe
     const scores = matmul(ctx, qh, kh, { transposeB: true, alpha: p.scale }); // [g, Nq, Nk]
     qh.release();
     kh.release();
-    const probs = softmax(ctx, scores);
+    const bias = p.logitBias;
+    const probs = softmax(ctx, scores, undefined, bias ? { bias: { columns: bias.keys, value: bias.value } } : {});
     scores.release();
     const vh = gather(ctx, v, p.nk, p.heads, p.dv, g0, g); // [g, Nk, dv]
     const oh = matmul(ctx, probs, vh); // [g, Nq, dv]

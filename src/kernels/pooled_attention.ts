@@ -1,6 +1,6 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { attention } from './attention.js';
+import { attention, type AttentionConfig, type AttentionOptions } from './attention.js';
 import { f32lit, grid1d } from './util.js';
 
 /**
@@ -21,12 +21,12 @@ import { f32lit, grid1d } from './util.js';
  * softmax weight of four; variant 1 adds it to the logit, variant 2 to the key's channels (so the
  * logit gains 2·ln 2 · scale · Σq instead).
  *
- * Two kernels: `pool_memory_2x2` writes the pooled keys (and values) followed by the extra tokens
- * (a quarter of the spatial size), then `attention_logit_bias`, the online-softmax ("flash")
- * kernel of attention.ts with a constant added to the logits of the first Np keys. (Pooling while
- * staging keys in the attention kernel itself was tried: lavapipe took 10-30 s to compile each
- * such pipeline.) Without a logit bias (plain, or EfficientRoPEAttention2, whose bias is in the
- * pooled keys) the library's `attention` runs on the pooled copies instead.
+ * Two steps: `pool_memory_2x2` writes the pooled keys (and values) followed by the extra tokens
+ * (a quarter of the spatial size) into copies, then the library's `attention` runs on those, with
+ * its `logitBias` option for the first Np keys (EfficientRoPEAttention1); with a key bias
+ * (EfficientRoPEAttention2) the bias is already in the pooled keys. Pooling while staging keys in
+ * a fused attention kernel was tried: lavapipe took 10-30 s to compile each such pipeline; and the
+ * copies let `attention` choose its faster composed path (matmul, softmax, matmul) when the scores fit.
  */
 
 export interface PoolSpec {
@@ -46,22 +46,10 @@ export interface PooledAttentionOptions {
   scale?: number;
   /** pool the first frames*height*width keys/values 2x2 per frame; without it, plain attention */
   pool?: PoolSpec;
-  /** tile sizes: BQ queries per workgroup, BK keys per staged tile (default as attention.ts) */
-  config?: { bq: number; bk: number };
-}
-
-interface Params {
-  batch: number; heads: number; nq: number; nk: number; d: number; dv: number; scale: number;
-  /** the first `np` keys get `logitBias` on their logits */
-  np: number; logitBias: number;
-}
-
-const WG_MEM_BYTES = 16384;
-
-function defaultConfig(d: number, dv: number): { bq: number; bk: number } {
-  let bk = 32;
-  while (bk > 1 && bk * (d + dv) * 4 > WG_MEM_BYTES) bk /= 2;
-  return { bq: 64, bk };
+  /** as attention's: 'auto' (default), 'composed' or 'fused' */
+  method?: AttentionOptions['method'];
+  /** tile sizes of attention's fused kernel (forces it, as in attention) */
+  config?: AttentionConfig;
 }
 
 // ---------------------------------------------------------------- pooling
@@ -123,119 +111,6 @@ export function poolMemory2x2(ctx: GpuContext, x: Tensor, frames: number, h: num
   return out;
 }
 
-// ---------------------------------------------------------------- attention
-
-const attentionBiasWGSL = (p: Params, cfg: { bq: number; bk: number }): string => {
-  const { bq: BQ, bk: BK } = cfg;
-  const w = p.d % 4 === 0 && p.dv % 4 === 0 ? 4 : 1;
-  const VT = w === 4 ? 'vec4f' : 'f32';
-  const DW = p.d / w, DVW = p.dv / w;
-  const CK = (p.heads * p.d) / w, CV = (p.heads * p.dv) / w; // token strides
-  const qTiles = Math.ceil(p.nq / BQ);
-  const total = qTiles * p.batch * p.heads;
-  const ragged = p.nk % BK !== 0;
-  const u = (n: number): string => `${n}u`;
-  const dotv = w === 4 ? 'dot(a, b)' : 'a * b';
-  return /* wgsl */ `
-// ---- kernel: attention_logit_bias (B ${p.batch}, H ${p.heads}, Nq ${p.nq}, Nk ${p.nk}, d ${p.d}, dv ${p.dv}, biased ${p.np}, BQ ${BQ}, BK ${BK}) ----
-@group(0) @binding(0) var<storage, read> qb: array<${VT}>;
-@group(0) @binding(1) var<storage, read> kb: array<${VT}>;
-@group(0) @binding(2) var<storage, read> vb: array<${VT}>;
-@group(0) @binding(3) var<storage, read_write> out: array<${VT}>;
-
-const H = ${u(p.heads)};
-const NQ = ${u(p.nq)};
-const NK = ${u(p.nk)};
-const NP = ${u(p.np)};      // keys whose logits get the bias
-const DW = ${u(DW)};
-const DVW = ${u(DVW)};
-const CK = ${u(CK)};        // token strides of q, k and of v, out, in ${VT}s
-const CV = ${u(CV)};
-const BQ = ${u(BQ)};
-const BK = ${u(BK)};
-const QTILES = ${u(qTiles)};
-const LOWEST = -3.4028234e38;
-
-var<workgroup> ks: array<${VT}, ${BK * DW}>;    // [BK, d]
-var<workgroup> vs: array<${VT}, ${BK * DVW}>;   // [BK, dv]
-
-fn dotv(a: ${VT}, b: ${VT}) -> f32 { return ${dotv}; }
-
-@compute @workgroup_size(${BQ})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let g = wid.y * nwg.x + wid.x;
-  if (g >= ${u(total)}) { return; }
-  let qt = g % QTILES;
-  let bh = g / QTILES;
-  let h = bh % H;
-  let b = bh / H;
-  let n = qt * BQ + lid;
-  let nc = min(n, NQ - 1u);
-
-  // the query row in base-2 units: q * scale * log2(e)
-  // loop bounds hidden from the compiler (nwg.z is 1): unrolled, lavapipe takes minutes to compile
-  let dw = DW + nwg.z - 1u;
-  let dvw = DVW + nwg.z - 1u;
-  let bk = BK + nwg.z - 1u;
-  var q: array<${VT}, ${DW}>;
-  let qBase = (b * NQ + nc) * CK + h * DW;
-  for (var i = 0u; i < dw; i++) { q[i] = qb[qBase + i] * ${f32lit(p.scale * Math.LOG2E)}; }
-
-  var acc: array<${VT}, ${DVW}>;
-  for (var i = 0u; i < dvw; i++) { acc[i] = ${VT}(0.0); }
-  var m = LOWEST;
-  var l = 0.0;
-  var s: array<f32, ${BK}>;
-
-  let kBase = b * NK * CK + h * DW;
-  let vBase = b * NK * CV + h * DVW;
-  let nk = NK + nwg.z - 1u;
-  for (var k0 = 0u; k0 < nk; k0 += BK) {
-    workgroupBarrier();
-    for (var i = lid; i < BK * DW; i += BQ) {
-      let j = k0 + i / DW;
-      var val = ${VT}(0.0);
-      if (j < NK) { val = kb[kBase + j * CK + i % DW]; }
-      ks[i] = val;
-    }
-    for (var i = lid; i < BK * DVW; i += BQ) {
-      let j = k0 + i / DVW;
-      var val = ${VT}(0.0);
-      if (j < NK) { val = vb[vBase + j * CV + i % DVW]; }
-      vs[i] = val;
-    }
-    workgroupBarrier();
-
-    var mt = m;
-    for (var j = 0u; j < bk; j++) {
-      var sj = 0.0;
-      for (var i = 0u; i < dw; i++) { sj += dotv(q[i], ks[j * DW + i]); }${p.logitBias !== 0 && p.np > 0 ? `
-      if (k0 + j < NP) { sj += ${f32lit(p.logitBias * Math.LOG2E)}; }` : ''}${ragged ? `
-      if (k0 + j >= NK) { sj = LOWEST; }` : ''}
-      s[j] = sj;
-      mt = max(mt, sj);
-    }
-    let alpha = exp2(m - mt);
-    m = mt;
-    l *= alpha;
-    for (var i = 0u; i < dvw; i++) { acc[i] *= alpha; }
-    for (var j = 0u; j < bk; j++) {
-      let pj = exp2(s[j] - m);
-      l += pj;
-      for (var i = 0u; i < dvw; i++) { acc[i] += pj * vs[j * DVW + i]; }
-    }
-  }
-
-  if (n < NQ) {
-    let inv = 1.0 / l;
-    let oBase = (b * NQ + n) * CV + h * DVW;
-    for (var i = 0u; i < dvw; i++) { out[oBase + i] = acc[i] * inv; }
-  }
-}
-`;
-};
-
 /**
  * Multi-head attention with the first keys/values pooled 2x2 per memory frame (see above).
  * q [B, Nq, H*d], k [B, Nk, H*d], v [B, Nk, H*dv] -> [B, Nq, H*dv]
@@ -246,7 +121,7 @@ export function pooledAttention(ctx: GpuContext, q: Tensor, k: Tensor, v: Tensor
   if (q.shape.length !== 3 || k.shape.length !== 3 || v.shape.length !== 3) {
     throw new Error(`pooledAttention: q, k, v must be [B, N, C], got ${s(q)}, ${s(k)}, ${s(v)}`);
   }
-  const [batch, nq, cq] = q.shape as [number, number, number];
+  const [batch, , cq] = q.shape as [number, number, number];
   const [bk, nk, ck] = k.shape as [number, number, number];
   const [bv, nv, cv] = v.shape as [number, number, number];
   if (bk !== batch || bv !== batch || nv !== nk || ck !== cq) {
@@ -256,7 +131,6 @@ export function pooledAttention(ctx: GpuContext, q: Tensor, k: Tensor, v: Tensor
     throw new Error(`pooledAttention: ${numHeads} heads do not divide the channels of q ${s(q)} and v ${s(v)}`);
   }
   if (nk < 1 || cq < 1 || cv < 1) throw new Error(`pooledAttention: empty k/v or channels: ${s(k)}, ${s(v)}`);
-  const d = cq / numHeads, dv = cv / numHeads;
   let kk = k, vv = v, np = 0, logitBias = 0;
   const pool = opts.pool;
   if (pool) {
@@ -272,23 +146,10 @@ export function pooledAttention(ctx: GpuContext, q: Tensor, k: Tensor, v: Tensor
   }
   const nkv = kk.shape[1]!;
   if (nkv < 1) throw new Error('pooledAttention: no keys');
-  let out: Tensor;
-  if (logitBias === 0 || np === 0) {
-    // no logit bias: the library's attention (EfficientRoPEAttention2: the key bias is in the pooled keys)
-    out = attention(ctx, q, kk, vv, numHeads, { scale: opts.scale });
-  } else {
-    out = ctx.empty([batch, nq, cv]);
-    if (batch > 0 && nq > 0) {
-      const p: Params = { batch, heads: numHeads, nq, nk: nkv, d, dv, scale: opts.scale ?? 1 / Math.sqrt(d), np, logitBias };
-      const cfg = opts.config ?? defaultConfig(d, dv);
-      const total = Math.ceil(nq / cfg.bq) * batch * numHeads;
-      ctx.run({
-        pipeline: ctx.pipeline('attention_logit_bias', attentionBiasWGSL(p, cfg)),
-        bindings: [q, kk, vv, out],
-        workgroups: grid1d(total).workgroups,
-      });
-    }
-  }
+  // the E extra keys after the Np pooled ones get no logit bias
+  const out = attention(ctx, q, kk, vv, numHeads, {
+    scale: opts.scale, method: opts.method, config: opts.config, logitBias: { keys: np, value: logitBias },
+  }); // [B, Nq, H*dv]
   if (kk !== k) kk.release();
   if (vv !== v) vv.release();
   return out;

@@ -1,6 +1,6 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { grid1d } from './util.js';
+import { f32lit, grid1d } from './util.js';
 
 /**
  * Softmax over the last axis, numerically stable (the row maximum is subtracted before exp).
@@ -8,18 +8,32 @@ import { grid1d } from './util.js';
  * One invocation per row, rows side by side in a workgroup (SIMD lanes on software WebGPU, where
  * this beats a per-row tree reduction with barriers several times over). Three passes over the
  * row: its maximum, the sum of exp(x - max), and the normalised exponentials.
+ *
+ * Optionally a constant is added to the first `columns` entries of every row before all of that
+ * (SoftmaxOptions.bias), as attention does with a logit bias on its first keys.
  */
 
 const WG = 64;
 
-const softmaxWGSL = (rows: number, n: number): string => /* wgsl */ `
-// ---- kernel: softmax (rows ${rows}, N ${n}) ----
+/** The constant added to the first `columns` entries of each row. */
+export interface ColumnBias {
+  columns: number;
+  value: number;
+}
+
+const softmaxWGSL = (rows: number, n: number, bias?: ColumnBias): string => {
+  // x[base + i] as the passes read it: plain, or with the bias on columns i < NB
+  const xi = bias ? (i: string): string => `(x[base + ${i}] + select(0.0, BIAS, ${i} < NB))` : (i: string): string => `x[base + ${i}]`;
+  return /* wgsl */ `
+// ---- kernel: softmax (rows ${rows}, N ${n}${bias ? `, +${f32lit(bias.value)} on the first ${bias.columns}` : ''}) ----
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 
 const N = ${n}u;
 const LOG2E = 1.4426950408889634;
-
+${bias ? `const NB = ${bias.columns}u;       // columns that get the bias
+const BIAS = ${f32lit(bias.value)};
+` : ''}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
@@ -27,28 +41,40 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   if (row >= ${rows}u) { return; }
   let base = row * N;
 
-  var m = x[base];
-  for (var i = 1u; i < N; i++) { m = max(m, x[base + i]); }
+  var m = x[base]${bias ? ' + BIAS' : ''};${bias ? '   // NB >= 1' : ''}
+  for (var i = 1u; i < N; i++) { m = max(m, ${xi('i')}); }
   var sum = 0.0;
-  for (var i = 0u; i < N; i++) { sum += exp2((x[base + i] - m) * LOG2E); }
+  for (var i = 0u; i < N; i++) { sum += exp2((${xi('i')} - m) * LOG2E); }
   let inv = 1.0 / sum;
   for (var i = 0u; i < N; i++) {
-    out[base + i] = exp2((x[base + i] - m) * LOG2E) * inv;
+    out[base + i] = exp2((${xi('i')} - m) * LOG2E) * inv;
   }
 }
 `;
+};
+
+export interface SoftmaxOptions {
+  /** add `value` to the first `columns` (<= N) entries of every row before the softmax; default none */
+  bias?: ColumnBias;
+}
 
 /** Softmax over the last axis. x: [..., N] -> [..., N] */
-export function softmax(ctx: GpuContext, x: Tensor, out?: Tensor): Tensor {
+export function softmax(ctx: GpuContext, x: Tensor, out?: Tensor, opts: SoftmaxOptions = {}): Tensor {
   if (x.shape.length < 1) throw new Error(`softmax: x must have at least one axis, got [${x.shape}]`);
   const n = x.shape[x.shape.length - 1]!;
   if (n < 1) throw new Error(`softmax: empty last axis in [${x.shape}]`);
   if (out && out.size !== x.size) throw new Error(`softmax: out [${out.shape}] does not match x [${x.shape}]`);
+  const b = opts.bias;
+  if (b && !(Number.isInteger(b.columns) && b.columns >= 0 && b.columns <= n && Number.isFinite(b.value))) {
+    throw new Error(`softmax: bad bias (columns ${b.columns} of ${n}, value ${b.value})`);
+  }
+  // a bias on no columns (or of 0) is no bias: the plain kernel
+  const bias = b && b.columns > 0 && b.value !== 0 ? b : undefined;
   const rows = x.size / n;
   const o = out ?? ctx.empty(x.shape);
   if (rows === 0) return o;
   ctx.run({
-    pipeline: ctx.pipeline('softmax', softmaxWGSL(rows, n)),
+    pipeline: ctx.pipeline('softmax', softmaxWGSL(rows, n, bias)),
     bindings: [x, o],
     workgroups: grid1d(Math.ceil(rows / WG)).workgroups,
   });

@@ -13,6 +13,7 @@ import { caseModel } from '../src/golden/stages.js';
 import type { ImageSource } from '../src/kernels/preprocess.js';
 import type { EfficientTAM } from '../src/model/efficienttam.js';
 import { VideoPredictor } from '../src/model/video_predictor.js';
+import type { GpuContext } from '../src/gpu/context.js';
 import { gpu, maxAbsDiff } from './helpers.js';
 
 const GOLDEN = resolve(__dirname, '../../shared/golden');
@@ -182,3 +183,48 @@ describe('VideoPredictor non_overlap_masks', () => {
     expect(overlapBefore).toBeGreaterThan(0); // the objects did overlap without the constraint
   });
 });
+
+describe('FrameMasks.draw', () => {
+  it('draws every object where masks() says it is, without a readback of the masks', async () => {
+    const m = await model();
+    const ctx = m.ctx;
+    const vp = new VideoPredictor(m, { frames: Array.from({ length: 2 }, (_, i) => frame(i)) });
+    // mask prompts (used as the output as they are): two overlapping discs
+    const disc = (cx: number, cy: number, r: number) => Uint8Array.from({ length: W * H }, (_, p) => ((p % W) - cx) ** 2 + (Math.floor(p / W) - cy) ** 2 < r * r ? 1 : 0);
+    (await vp.addMask(0, 1, { data: disc(35, 30, 18), width: W, height: H })).release();
+    const fm = await vp.addMask(0, 2, { data: disc(60, 34, 16), width: W, height: H });
+    const tex = ctx.device.createTexture({ size: [W, H], format: 'rgba8unorm', usage: 0x10 /* RENDER_ATTACHMENT */ | 0x01 /* COPY_SRC */ });
+    const reads = ctx.stats.readbacks;
+    fm.draw(tex, { colors: [[255, 0, 0], [0, 0, 255]], alpha: 1 });
+    expect(ctx.stats.readbacks).toBe(reads);
+    const px = await readTextureBytes(ctx, tex);
+    const masks = await fm.masks() as Uint8Array;
+    const P = W * H;
+    let covered = 0;
+    for (let p = 0; p < P; p++) {
+      // the last object covering a pixel gives its colour
+      const want = masks[P + p] ? [0, 0, 255] : masks[p] ? [255, 0, 0] : null;
+      if (want) { covered++; expect([px[4 * p], px[4 * p + 1], px[4 * p + 2]], `pixel ${p}`).toEqual(want); }
+      else expect(px[4 * p + 3], `pixel ${p} alpha`).toBe(0);
+    }
+    expect(covered).toBeGreaterThan(0);
+    fm.release();
+    tex.destroy();
+    vp.dispose();
+  });
+});
+
+async function readTextureBytes(ctx: GpuContext, tex: GPUTexture): Promise<Uint8Array> {
+  const row = Math.ceil((tex.width * 4) / 256) * 256;
+  const buf = ctx.device.createBuffer({ size: row * tex.height, usage: 0x0001 | 0x0008 }); // MAP_READ | COPY_DST
+  const enc = ctx.device.createCommandEncoder();
+  enc.copyTextureToBuffer({ texture: tex }, { buffer: buf, bytesPerRow: row }, [tex.width, tex.height]);
+  ctx.device.queue.submit([enc.finish()]);
+  await buf.mapAsync(1);
+  const src = new Uint8Array(buf.getMappedRange());
+  const out = new Uint8Array(tex.width * tex.height * 4);
+  for (let y = 0; y < tex.height; y++) out.set(src.subarray(y * row, y * row + tex.width * 4), y * tex.width * 4);
+  buf.unmap();
+  buf.destroy();
+  return out;
+}

@@ -21,6 +21,7 @@
 import type { GpuContext } from '../gpu/context.js';
 import { Tensor } from '../gpu/tensor.js';
 import { pilResizeRGB } from '../io/pil_resize.js';
+import { drawMasks, type DrawMasksOptions } from '../kernels/draw_masks.js';
 import { fillHolesInMaskScores } from '../kernels/mask_postprocess.js';
 import { maskBytes, nonOverlapping, resizeBilinear, unary } from '../kernels/mask_ops.js';
 import { preprocessImage, preprocessTexture, type ImageSource, type TextureSource } from '../kernels/preprocess.js';
@@ -165,6 +166,22 @@ export class FrameMasks {
     } finally {
       for (const t of own) t.release();
     }
+  }
+
+  /**
+   * Draws the masks into a texture (a canvas's current texture, say) on the GPU, one colour per
+   * object, over `image` if given; nothing is read back. A pixel is drawn where the upsampled
+   * logit is > 0, as `masks()` returns it (without the non-overlap constraint).
+   */
+  draw(target: GPUTexture, o: Omit<DrawMasksOptions, 'logits' | 'target'> = {}): void {
+    this.check();
+    drawMasks(this.lowRes.ctx, { ...o, logits: this.lowRes, target });
+  }
+
+  /** The low-res logits on the GPU, [objects, S/4, S/4] (owned by this FrameMasks: valid until `release`). */
+  get lowResTensor(): Tensor {
+    this.check();
+    return this.lowRes;
   }
 
   /** Low-res logits [objects, S/4, S/4] as the predictor keeps them. */

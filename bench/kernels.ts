@@ -89,7 +89,9 @@ async function main(): Promise<void> {
   ctx.destroy();
 }
 
-const isMain = import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('bench/kernels.ts');
+// (guarded so that the module can be imported in a browser, by bench/suite.ts)
+const isMain = typeof process !== 'undefined' &&
+  (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('bench/kernels.ts'));
 if (isMain) {
   main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
 }

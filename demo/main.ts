@@ -1,0 +1,609 @@
+/**
+ * Demo: track what you click, with EfficientTAM on WebGPU, using only the library's public API.
+ *
+ *   1. weights: a file (safetensors, or an official .pt converted on the fly) or a URL, with a
+ *      config.json for models that are not one of the official variants;
+ *   2. a video file (sampled at FPS frames per second), image files (one image, or the frames of a
+ *      video, in name order) or the webcam;
+ *   3. click (positive), shift/right-click (negative) or drag a box on the shown frame to prompt an
+ *      object; "Track" propagates every object forwards from the shown frame, drawing the masks
+ *      in one colour per object as it goes, with per-frame timings.
+ *
+ * The webcam goes through the library's live source (videoFrames) in the predictor's streaming
+ * mode: frame 0 is the image taken when you first click, and tracking takes the newest camera
+ * image each time it is ready for one.
+ *
+ * Masks are read back with FrameMasks.masks() and blended over the frame on the CPU (ImageData).
+ * State for tests: <body data-model="ready" data-source="ready" data-tracked="N" data-busy="0|1">.
+ */
+import {
+  detectVariant, EfficientTAM, GpuContext, loadWeights, validateConfig, VideoPredictor, videoFrames, WebGPUUnavailableError,
+  type EfficientTAMConfig, type FrameMasks, type ImageSource, type VideoPredictorOptions,
+} from 'efficienttam-webgpu';
+
+/** Frames per second sampled from a video file. */
+const FPS = 10;
+/** Decoded frames kept in memory (besides prompted frames). */
+const FRAME_CACHE = 6;
+/** Frames whose masks are kept for redisplay with the slider. */
+const MASK_CACHE = 300;
+const COLORS: [number, number, number][] = [
+  [30, 144, 255], [255, 60, 60], [60, 210, 80], [255, 200, 0], [200, 80, 255], [0, 220, 220], [255, 130, 0], [255, 90, 200],
+];
+const ALPHA = 0.55;
+
+const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
+const banner = $<HTMLDivElement>('banner');
+const modelStatus = $<HTMLSpanElement>('modelStatus');
+const progress = $<HTMLProgressElement>('progress');
+const sourceStatus = $<HTMLSpanElement>('sourceStatus');
+const statusEl = $<HTMLDivElement>('status');
+const timingsEl = $<HTMLDivElement>('timings');
+const canvas = $<HTMLCanvasElement>('view');
+const slider = $<HTMLInputElement>('frame');
+const frameLabel = $<HTMLSpanElement>('frameLabel');
+const objectsEl = $<HTMLSpanElement>('objects');
+const trackBtn = $<HTMLButtonElement>('track');
+const stopBtn = $<HTMLButtonElement>('stop');
+const view = canvas.getContext('2d')!;
+
+const state = (k: string, v: string | number) => { document.body.dataset[k] = String(v); };
+
+function showBanner(msg: string): void {
+  banner.textContent = msg;
+  banner.classList.add('show');
+}
+
+function setStatus(el: HTMLElement, msg: string, kind: 'ok' | 'error' | '' = ''): void {
+  el.textContent = msg;
+  el.className = kind;
+}
+
+const errorText = (e: unknown): string => (e instanceof Error ? `${e.name === 'Error' ? '' : `${e.name}: `}${e.message}` : String(e));
+
+// ------------------------------------------------------------------------------------- frames
+
+/** Where the frames come from: decoded on demand, a few kept. */
+interface Frames {
+  label: string;
+  count: number;
+  width: number;
+  height: number;
+  /** a live camera: the predictor takes its frames itself (videoFrames), `get` shows the current image */
+  live?: { video: HTMLVideoElement; stop: AbortController };
+  get(i: number): Promise<ImageData>;
+  /** keep this frame decoded (it has prompts) */
+  pin(i: number): void;
+  dispose(): void;
+}
+
+function grab(src: CanvasImageSource, w: number, h: number): ImageData {
+  const c = new OffscreenCanvas(w, h);
+  const g = c.getContext('2d', { willReadFrequently: true })!;
+  g.drawImage(src, 0, 0, w, h);
+  return g.getImageData(0, 0, w, h);
+}
+
+/** A cache of decoded frames: the last FRAME_CACHE used, and the pinned ones. */
+function frameCache(decode: (i: number) => Promise<ImageData>) {
+  const cache = new Map<number, ImageData>();
+  const pinned = new Set<number>();
+  let chain: Promise<unknown> = Promise.resolve();
+  return {
+    pinned,
+    get(i: number): Promise<ImageData> {
+      const hit = cache.get(i);
+      if (hit) {
+        cache.delete(i);
+        cache.set(i, hit);
+        return Promise.resolve(hit);
+      }
+      // one decode at a time (video seeks must not overlap)
+      const p = chain.then(async () => cache.get(i) ?? decode(i));
+      chain = p.catch(() => undefined);
+      return p.then((img) => {
+        cache.set(i, img);
+        for (const k of cache.keys()) {
+          if (cache.size - pinned.size <= FRAME_CACHE) break;
+          if (!pinned.has(k)) cache.delete(k);
+        }
+        return img;
+      });
+    },
+  };
+}
+
+async function imageFrames(files: File[]): Promise<Frames> {
+  files = [...files].sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }));
+  const decode = async (i: number): Promise<ImageData> => {
+    const bmp = await createImageBitmap(files[i]!);
+    try {
+      return grab(bmp, bmp.width, bmp.height);
+    } finally {
+      bmp.close();
+    }
+  };
+  const cache = frameCache(decode);
+  const first = await cache.get(0);
+  return {
+    label: files.length === 1 ? files[0]!.name : `${files.length} frames (${files[0]!.name} … ${files[files.length - 1]!.name})`,
+    count: files.length, width: first.width, height: first.height,
+    get: cache.get, pin: (i) => cache.pinned.add(i), dispose: () => undefined,
+  };
+}
+
+async function videoFileFrames(file: File): Promise<Frames> {
+  const video = document.createElement('video');
+  const url = URL.createObjectURL(file);
+  video.muted = true;
+  video.preload = 'auto';
+  video.src = url;
+  await new Promise<void>((res, rej) => {
+    video.onloadeddata = () => res();
+    video.onerror = () => rej(new Error(`${file.name}: this browser cannot decode the video`));
+  });
+  const w = video.videoWidth, h = video.videoHeight;
+  const count = Math.max(1, Math.floor(video.duration * FPS));
+  const decode = async (i: number): Promise<ImageData> => {
+    const t = Math.min((i + 0.5) / FPS, Math.max(video.duration - 1e-3, 0));
+    if (Math.abs(video.currentTime - t) > 1e-4) {
+      await new Promise<void>((res) => {
+        video.addEventListener('seeked', () => res(), { once: true });
+        video.currentTime = t;
+      });
+    }
+    return grab(video, w, h);
+  };
+  const cache = frameCache(decode);
+  return {
+    label: `${file.name}: ${count} frames at ${FPS} fps, ${w}x${h}`, count, width: w, height: h,
+    get: cache.get, pin: (i) => cache.pinned.add(i),
+    dispose: () => { video.removeAttribute('src'); video.load(); URL.revokeObjectURL(url); },
+  };
+}
+
+async function webcamFrames(): Promise<Frames> {
+  if (!navigator.mediaDevices?.getUserMedia) throw new Error('this browser gives no camera access (it needs https:// or localhost)');
+  const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
+  const video = document.createElement('video');
+  video.muted = true;
+  video.playsInline = true;
+  video.srcObject = stream;
+  await video.play();
+  const w = video.videoWidth, h = video.videoHeight;
+  const stop = new AbortController();
+  return {
+    label: `webcam ${w}x${h} (live)`, count: Infinity, width: w, height: h, live: { video, stop },
+    // what the camera shows now (the predictor takes its own frames)
+    get: async () => grab(video, w, h), pin: () => undefined,
+    dispose: () => { stop.abort(); for (const t of stream.getTracks()) t.stop(); },
+  };
+}
+
+// ------------------------------------------------------------------------------------- state
+
+interface Prompt { points: [number, number][]; labels: number[]; box?: [number, number, number, number] }
+interface ObjectUI { id: number; color: [number, number, number]; prompts: Map<number, Prompt> }
+
+let ctx: GpuContext | null = null;
+let model: EfficientTAM | null = null;
+let frames: Frames | null = null;
+let predictor: VideoPredictor | null = null;
+let objects: ObjectUI[] = [];
+let current: ObjectUI | null = null;
+let shown = 0;
+let busy = false;
+let stopRequested = false;
+/** the masks last drawn per frame: [objects, H, W] bytes with their object ids */
+const masksByFrame = new Map<number, { ids: readonly number[]; masks: Uint8Array }>();
+const frameTimes: number[] = [];
+
+function setBusy(b: boolean): void {
+  busy = b;
+  state('busy', b ? 1 : 0);
+  canvas.classList.toggle('disabled', b || !predictor);
+  trackBtn.disabled = b || !predictor || objects.every((o) => o.prompts.size === 0);
+}
+
+function renderObjects(): void {
+  objectsEl.innerHTML = '';
+  for (const o of objects) {
+    const s = document.createElement('span');
+    s.innerHTML = `<span class="swatch" style="background: rgb(${o.color.join(',')})"></span>object ${o.id}${o === current ? ' (current)' : ''} `;
+    s.style.cursor = 'pointer';
+    s.onclick = () => { current = o; renderObjects(); };
+    objectsEl.appendChild(s);
+  }
+}
+
+function newObject(): ObjectUI {
+  const id = objects.length ? Math.max(...objects.map((o) => o.id)) + 1 : 1;
+  const o: ObjectUI = { id, color: COLORS[(id - 1) % COLORS.length]!, prompts: new Map() };
+  objects.push(o);
+  current = o;
+  renderObjects();
+  return o;
+}
+
+function resetObjects(): void {
+  predictor?.reset();
+  objects = [];
+  current = null;
+  masksByFrame.clear();
+  renderObjects();
+  state('tracked', 0);
+  void showFrame(shown);
+}
+
+/**
+ * VideoFrames as 8-bit pixels (drawn through a canvas). The predictor takes VideoFrames directly
+ * (copied to a texture on the GPU), but that copy fails on Chromium's software WebGPU
+ * (SwiftShader) with a camera's frames, so the demo goes through the CPU.
+ */
+async function* asPixels(frames: AsyncIterable<VideoFrame>): AsyncGenerator<ImageSource> {
+  for await (const vf of frames) {
+    const img = grab(vf, vf.displayWidth, vf.displayHeight);
+    vf.close();
+    yield { data: img.data, width: img.width, height: img.height, channels: 4 };
+  }
+}
+
+/** A new predictor when both a model and frames are there. */
+function rebuildPredictor(): void {
+  predictor?.dispose();
+  predictor = null;
+  objects = [];
+  current = null;
+  masksByFrame.clear();
+  renderObjects();
+  state('tracked', 0);
+  if (model && frames) {
+    const f = frames;
+    const opts: VideoPredictorOptions = f.live
+      // a live source: frames taken as the predictor asks for them, forgotten once its memory no longer needs them
+      ? { frames: asPixels(videoFrames(f.live.video, { signal: f.live.stop.signal })), streaming: true, videoHeight: f.height, videoWidth: f.width }
+      : {
+        frames: async (i: number): Promise<ImageSource> => {
+          const img = await f.get(i);
+          return { data: img.data, width: img.width, height: img.height, channels: 4 };
+        },
+        numFrames: f.count,
+        videoHeight: f.height,
+        videoWidth: f.width,
+      };
+    predictor = new VideoPredictor(model, opts);
+    if (f.live) void livePreview(f);
+    setStatus(statusEl, 'Click on the object to track (shift-click: negative point, drag: box).');
+  }
+  setBusy(false);
+}
+
+// ------------------------------------------------------------------------------------- drawing
+
+function drawFrame(img: ImageData, frame: number): void {
+  if (canvas.width !== img.width || canvas.height !== img.height) {
+    canvas.width = img.width;
+    canvas.height = img.height;
+  }
+  const m = masksByFrame.get(frame);
+  let out = img;
+  if (m) {
+    out = new ImageData(new Uint8ClampedArray(img.data), img.width, img.height);
+    const d = out.data, n = img.width * img.height;
+    m.ids.forEach((id, k) => {
+      const color = objects.find((o) => o.id === id)?.color ?? COLORS[(id - 1) % COLORS.length]!;
+      const plane = m.masks.subarray(k * n, (k + 1) * n);
+      for (let i = 0; i < n; i++) {
+        if (!plane[i]) continue;
+        const p = i * 4;
+        d[p] = d[p]! * (1 - ALPHA) + color[0] * ALPHA;
+        d[p + 1] = d[p + 1]! * (1 - ALPHA) + color[1] * ALPHA;
+        d[p + 2] = d[p + 2]! * (1 - ALPHA) + color[2] * ALPHA;
+      }
+    });
+  }
+  view.putImageData(out, 0, 0);
+  // the prompts on this frame
+  const r = Math.max(4, Math.round(img.width / 160));
+  for (const o of objects) {
+    const p = o.prompts.get(frame);
+    if (!p) continue;
+    if (p.box) {
+      view.lineWidth = Math.max(2, r / 2);
+      view.strokeStyle = `rgb(${o.color.join(',')})`;
+      const [x0, y0, x1, y1] = p.box;
+      view.strokeRect(x0, y0, x1 - x0, y1 - y0);
+    }
+    p.points.forEach(([x, y], i) => {
+      view.beginPath();
+      view.arc(x, y, r, 0, 2 * Math.PI);
+      view.fillStyle = p.labels[i] === 1 ? '#1fd655' : '#ff2d2d';
+      view.fill();
+      view.lineWidth = 2;
+      view.strokeStyle = '#fff';
+      view.stroke();
+    });
+  }
+}
+
+/** The camera image on the canvas until the first prompt (the predictor takes frame 0 then). */
+async function livePreview(f: Frames): Promise<void> {
+  while (frames === f && objects.every((o) => o.prompts.size === 0) && !f.live!.stop.signal.aborted) {
+    if (!busy) drawFrame(await f.get(0), -1);
+    await new Promise((r) => requestAnimationFrame(r));
+  }
+}
+
+async function showFrame(i: number): Promise<void> {
+  if (!frames) return;
+  shown = i;
+  slider.value = String(i);
+  frameLabel.textContent = frames.live ? `${i} (live)` : `${i} / ${frames.count - 1}`;
+  drawFrame(await frames.get(i), i);
+}
+
+async function keepMasks(fm: FrameMasks): Promise<void> {
+  const masks = (await fm.masks()) as Uint8Array;
+  masksByFrame.set(fm.frameIndex, { ids: fm.objIds, masks });
+  while (masksByFrame.size > MASK_CACHE) masksByFrame.delete(masksByFrame.keys().next().value!);
+}
+
+/** " (N GPU kernels compiled)" when kernels were compiled since `before`: the first uses of each are slow. */
+function compiledNote(before: number): string {
+  const k = ctx!.stats.pipelinesCompiled - before;
+  return k > 0 ? ` (includes compiling ${k} GPU kernels)` : '';
+}
+
+function showTimings(lines: string[]): void {
+  const sorted = [...frameTimes].sort((a, b) => a - b);
+  const med = sorted.length ? sorted[sorted.length >> 1]! : NaN;
+  timingsEl.textContent = [
+    sorted.length ? `tracking: median ${med.toFixed(0)} ms per frame (${(1000 / med).toFixed(1)} fps) over ${sorted.length} frames after the first, ${objects.length} object(s)` : '',
+    ...lines,
+  ].filter(Boolean).join('\n');
+}
+const timingLines: string[] = [];
+function logTiming(s: string): void {
+  timingLines.unshift(s);
+  timingLines.length = Math.min(timingLines.length, 12);
+  showTimings(timingLines);
+}
+
+// ------------------------------------------------------------------------------------- prompts and tracking
+
+async function prompt(frame: number, obj: ObjectUI, p: Prompt): Promise<void> {
+  if (!predictor || !frames) return;
+  setBusy(true);
+  try {
+    frames.pin(frame);
+    obj.prompts.set(frame, p);
+    const t0 = performance.now();
+    const compiled = ctx!.stats.pipelinesCompiled;
+    const fm = p.points.length
+      ? await predictor.addPoints(frame, obj.id, p.points, p.labels, p.box ? { box: p.box } : {})
+      : await predictor.addBox(frame, obj.id, p.box!);
+    await keepMasks(fm);
+    fm.release();
+    const ms = performance.now() - t0;
+    await showFrame(frame);
+    logTiming(`prompt on frame ${frame} (object ${obj.id}): ${ms.toFixed(0)} ms${compiledNote(compiled)}`);
+    setStatus(statusEl, `Object ${obj.id} prompted on frame ${frame}. Add points, another object, or press Track.`);
+  } catch (e) {
+    obj.prompts.delete(frame);
+    setStatus(statusEl, errorText(e), 'error');
+  } finally {
+    setBusy(false);
+  }
+}
+
+async function track(): Promise<void> {
+  if (!predictor || !frames || busy) return;
+  setBusy(true);
+  stopBtn.disabled = false;
+  stopRequested = false;
+  frameTimes.length = 0;
+  let n = 0;
+  const start = shown;
+  setStatus(statusEl, `tracking from frame ${start}…`);
+  try {
+    const it = predictor.propagate({ start });
+    let t0 = performance.now();
+    let compiled = ctx!.stats.pipelinesCompiled;
+    for await (const fm of it) {
+      await keepMasks(fm); // reading the masks waits for the GPU
+      const t1 = performance.now();
+      fm.release();
+      await showFrame(fm.frameIndex);
+      const t2 = performance.now();
+      const note = compiledNote(compiled);
+      // the first frame (memories of the prompted frames, most kernel compiles) is not representative
+      if (n > 0) frameTimes.push(t1 - t0);
+      n++;
+      state('tracked', n);
+      logTiming(`frame ${fm.frameIndex}: track ${(t1 - t0).toFixed(0)} ms, draw ${(t2 - t1).toFixed(0)} ms${note}`);
+      setStatus(statusEl, `tracking: frame ${fm.frameIndex} (${n} frames)`);
+      if (stopRequested) break;
+      t0 = performance.now();
+      compiled = ctx!.stats.pipelinesCompiled;
+    }
+    setStatus(statusEl, `tracked ${n} frames${stopRequested ? ' (stopped)' : ''}`, 'ok');
+  } catch (e) {
+    setStatus(statusEl, errorText(e), 'error');
+  } finally {
+    stopBtn.disabled = true;
+    setBusy(false);
+  }
+}
+
+// canvas: click = point, drag = box
+let down: { x: number; y: number; shift: boolean; button: number } | null = null;
+const toVideo = (e: MouseEvent): [number, number] => {
+  const r = canvas.getBoundingClientRect();
+  const x = ((e.clientX - r.left - canvas.clientLeft) * canvas.width) / canvas.clientWidth;
+  const y = ((e.clientY - r.top - canvas.clientTop) * canvas.height) / canvas.clientHeight;
+  return [Math.min(Math.max(x, 0), canvas.width), Math.min(Math.max(y, 0), canvas.height)];
+};
+canvas.addEventListener('contextmenu', (e) => e.preventDefault());
+canvas.addEventListener('mousedown', (e) => {
+  if (busy || !predictor) return;
+  const [x, y] = toVideo(e);
+  down = { x, y, shift: e.shiftKey, button: e.button };
+});
+canvas.addEventListener('mouseup', (e) => {
+  if (!down || busy || !predictor) return;
+  const [x, y] = toVideo(e);
+  const d = down;
+  down = null;
+  const obj = current ?? newObject();
+  const old = obj.prompts.get(shown);
+  const dragged = Math.hypot(x - d.x, y - d.y) > Math.max(6, canvas.width / 100);
+  if (dragged) {
+    // a box replaces the object's prompts on this frame
+    const box: [number, number, number, number] = [Math.min(d.x, x), Math.min(d.y, y), Math.max(d.x, x), Math.max(d.y, y)];
+    void prompt(shown, obj, { points: [], labels: [], box });
+  } else {
+    const label = d.shift || d.button === 2 ? 0 : 1;
+    const p: Prompt = old ? { points: [...old.points], labels: [...old.labels], box: old.box } : { points: [], labels: [] };
+    p.points.push([x, y]);
+    p.labels.push(label);
+    void prompt(shown, obj, p);
+  }
+});
+
+// ------------------------------------------------------------------------------------- loading
+
+let configOverride: EfficientTAMConfig | null = null;
+let lastWeights: File | string | null = null;
+
+async function loadModel(source: File | string): Promise<void> {
+  if (!ctx) return;
+  lastWeights = source;
+  model = null;
+  state('model', 'loading');
+  rebuildPredictor();
+  const name = typeof source === 'string' ? source : source.name;
+  setStatus(modelStatus, `loading ${name}…`);
+  progress.value = 0;
+  progress.removeAttribute('max');
+  const t0 = performance.now();
+  try {
+    const weights = await loadWeights(source, {
+      onProgress: (loaded, total) => {
+        const mb = (n: number) => (n / 2 ** 20).toFixed(1);
+        if (total) { progress.max = total; progress.value = loaded; }
+        setStatus(modelStatus, `loading ${name}: ${mb(loaded)}${total ? ` of ${mb(total)}` : ''} MB`);
+      },
+    });
+    let config: EfficientTAMConfig;
+    let what: string;
+    if (configOverride) {
+      config = configOverride;
+      what = 'the given config.json';
+    } else {
+      const v = detectVariant(weights);
+      config = v.config;
+      what = `${v.variant}${v.notes.length ? ` (${v.notes.join('; ')})` : ''}`;
+    }
+    model = EfficientTAM.load(ctx, weights, config);
+    await ctx.sync();
+    const s = ((performance.now() - t0) / 1000).toFixed(1);
+    setStatus(modelStatus, `${name}: ${what}, input ${model.imageSize}x${model.imageSize}, ready (${s} s)`, 'ok');
+    state('model', 'ready');
+  } catch (e) {
+    model = null;
+    const hint = configOverride ? '' : '\nIf this is not one of the official EfficientTAM checkpoints, also choose its config.json.';
+    setStatus(modelStatus, `These weights cannot be used: ${errorText(e)}${hint}`, 'error');
+    state('model', 'error');
+  }
+  rebuildPredictor();
+}
+
+async function openFrames(make: () => Promise<Frames>): Promise<void> {
+  frames?.dispose();
+  frames = null;
+  state('source', 'loading');
+  rebuildPredictor();
+  setStatus(sourceStatus, 'opening…');
+  try {
+    frames = await make();
+    slider.max = String(Number.isFinite(frames.count) ? frames.count - 1 : 0);
+    slider.disabled = !!frames.live;
+    setStatus(sourceStatus, frames.label, 'ok');
+    state('source', 'ready');
+    rebuildPredictor();
+    await showFrame(0);
+  } catch (e) {
+    setStatus(sourceStatus, errorText(e), 'error');
+    state('source', 'error');
+  }
+}
+
+$<HTMLInputElement>('weightsFile').addEventListener('change', (e) => {
+  const f = (e.target as HTMLInputElement).files?.[0];
+  if (f) void loadModel(f);
+});
+$<HTMLInputElement>('configFile').addEventListener('change', async (e) => {
+  const f = (e.target as HTMLInputElement).files?.[0];
+  configOverride = null;
+  if (!f) return;
+  try {
+    configOverride = validateConfig(JSON.parse(await f.text()));
+    setStatus(modelStatus, `config ${f.name} read; now choose the weights`);
+    if (lastWeights) void loadModel(lastWeights);
+  } catch (err) {
+    setStatus(modelStatus, `${f.name} is not a usable EfficientTAM config: ${errorText(err)}`, 'error');
+  }
+});
+$<HTMLButtonElement>('loadUrl').addEventListener('click', () => {
+  const url = $<HTMLInputElement>('weightsUrl').value.trim();
+  if (url) void loadModel(url);
+});
+$<HTMLInputElement>('videoFile').addEventListener('change', (e) => {
+  const f = (e.target as HTMLInputElement).files?.[0];
+  if (f) void openFrames(() => videoFileFrames(f));
+});
+$<HTMLInputElement>('imageFiles').addEventListener('change', (e) => {
+  const fs = [...((e.target as HTMLInputElement).files ?? [])];
+  if (fs.length) void openFrames(() => imageFrames(fs));
+});
+$<HTMLButtonElement>('webcam').addEventListener('click', () => void openFrames(webcamFrames));
+$<HTMLButtonElement>('newObject').addEventListener('click', () => { if (predictor) newObject(); });
+$<HTMLButtonElement>('reset').addEventListener('click', () => { if (!busy) resetObjects(); });
+trackBtn.addEventListener('click', () => void track());
+stopBtn.addEventListener('click', () => { stopRequested = true; });
+slider.addEventListener('input', () => { if (!busy) void showFrame(Number(slider.value)); });
+
+// ------------------------------------------------------------------------------------- start
+
+async function main(): Promise<void> {
+  state('model', 'none');
+  state('source', 'none');
+  state('tracked', 0);
+  setBusy(false);
+  try {
+    ctx = await GpuContext.create();
+  } catch (e) {
+    const msg = e instanceof WebGPUUnavailableError ? e.message : `WebGPU could not start: ${errorText(e)}`;
+    showBanner(`WebGPU is not available, so this demo cannot run.\n${msg}`);
+    state('model', 'no-webgpu');
+    for (const el of document.querySelectorAll<HTMLInputElement | HTMLButtonElement>('input, button')) el.disabled = true;
+    return;
+  }
+  state('gpu', 'ready');
+  void ctx.device.lost.then((info) => showBanner(`The GPU device was lost (${info.reason}): ${info.message}. Reload the page.`));
+  const params = new URLSearchParams(location.search);
+  const cfg = params.get('config'), w = params.get('weights');
+  if (cfg) {
+    try {
+      configOverride = validateConfig(await (await fetch(cfg)).json());
+    } catch (e) {
+      setStatus(modelStatus, `${cfg}: ${errorText(e)}`, 'error');
+    }
+  }
+  if (w) {
+    $<HTMLInputElement>('weightsUrl').value = w;
+    await loadModel(w);
+  }
+}
+
+void main();

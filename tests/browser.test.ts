@@ -1,0 +1,169 @@
+/**
+ * The library in a real browser: Debian's Chromium, headless, with its software WebGPU
+ * (SwiftShader), pages served from 127.0.0.1 by a vite dev server (tests/browser/server.ts).
+ *
+ * - golden parity inside the page: the `tiny` case's image encoder and prompt outputs, and its
+ *   whole video script, compared with the same bounds as the Node tests;
+ * - the demo (demo/index.html) driven like a person would: load the weights, open the bedroom
+ *   frames, click an object, track 8 frames; the screenshot is saved to test-output/demo.png.
+ */
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Browser, ElementHandle, Page } from 'puppeteer-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { unpackBits, type GoldenRow } from '../src/golden/compare.js';
+import { loadCase } from '../src/golden/case.js';
+import { chromiumAvailable, CHROMIUM, launch, openPage, REPO, serve, SHARED, type Served } from './browser/server.js';
+import type { ParityRequest, ParityResult } from './browser/parity.js';
+
+const OUT = resolve(REPO, 'test-output');
+
+let served: Served;
+let browser: Browser;
+
+beforeAll(async () => {
+  if (!chromiumAvailable()) throw new Error(`no Chromium at ${CHROMIUM} (bash .ci/setup installs it; or set CHROMIUM)`);
+  served = await serve();
+  browser = await launch();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await served?.close();
+});
+
+const sci = (v: number | null) => (v === null ? '-' : v.toExponential(2));
+
+/** The worst float error relative to its bound, and the worst mask row, for the report. */
+function summary(rows: GoldenRow[]): string {
+  const floats = rows.filter((r) => r.kind === 'float');
+  const masks = rows.filter((r) => r.kind === 'mask');
+  const worst = floats.reduce<GoldenRow | null>((w, r) => (r.kind === 'float' && (!w || (w.kind === 'float' && r.maxAbsErr / r.bound > w.maxAbsErr / w.bound)) ? r : w), null);
+  const maxDiff = masks.reduce((m, r) => Math.max(m, r.kind === 'mask' ? r.differing : 0), 0);
+  return `${rows.length} rows; worst float ${worst?.name} err ${worst?.kind === 'float' ? sci(worst.maxAbsErr) : '-'} ` +
+    `(bound ${worst?.kind === 'float' ? sci(worst.bound) : '-'}); most differing mask pixels ${maxDiff}`;
+}
+
+/** One parity page for both runs: the second reuses the first's device and compiled pipelines. */
+let parityPage: Promise<{ page: Page; errors: string[] }> | null = null;
+
+async function runParity(req: ParityRequest): Promise<ParityResult> {
+  parityPage ??= openPage(browser, `${served.origin}/tests/browser/parity.html`, () => {});
+  const { page, errors } = await parityPage;
+  await page.waitForFunction(() => typeof window.etamParity === 'function');
+  const r = await page.evaluate((q) => window.etamParity(q), req);
+  expect(errors).toEqual([]);
+  return r;
+}
+
+describe('browser (headless Chromium, SwiftShader WebGPU): golden tiny', () => {
+  it('image encoder and every prompt.* output match the reference', async () => {
+    const r = await runParity({ case: 'tiny', what: 'prompts' });
+    console.log(`browser, ${r.adapter}, tiny prompts (${r.seconds.toFixed(1)} s)\n${r.table}\n${summary(r.rows)}`);
+    expect(r.rows.map((x) => x.name).sort()).toEqual([...r.expected].sort());
+    expect(r.rows.length).toBeGreaterThanOrEqual(18);
+    for (const row of r.rows) expect(row.pass, `${row.name}: ${JSON.stringify(row)}`).toBe(true);
+  }, 300_000);
+
+  it('the video script: every video.* reference matches, object presence agrees', async () => {
+    const r = await runParity({ case: 'tiny', what: 'video' });
+    await (await parityPage)?.page.close();
+    const ms = [...r.frameMs].sort((a, b) => a - b);
+    console.log(`browser, ${r.adapter}, tiny video script (${r.seconds.toFixed(1)} s, median ${ms[ms.length >> 1]?.toFixed(0)} ms per tracked frame)\n${r.table}\n${summary(r.rows)}`);
+    expect(r.rows.map((x) => x.name).sort()).toEqual([...r.expected].sort());
+    for (const row of r.rows) expect(row.pass, `${row.name}: ${JSON.stringify(row)}`).toBe(true);
+    expect(r.presence).toEqual([]);
+  }, 600_000);
+});
+
+describe('browser: the demo, driven like a person would', () => {
+  it('says clearly when the browser has no WebGPU', async () => {
+    const page = await browser.newPage();
+    try {
+      await page.evaluateOnNewDocument(() => Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined }));
+      await page.goto(`${served.origin}/demo/index.html`);
+      await page.waitForSelector('body[data-model="no-webgpu"]');
+      expect(await page.$eval('#banner', (e) => e.textContent)).toMatch(/WebGPU is not available.*navigator\.gpu is missing/s);
+      expect(await page.$eval('#weightsFile', (e) => (e as HTMLInputElement).disabled)).toBe(true);
+    } finally {
+      await page.close();
+    }
+  });
+
+  it('loads the tiny weights, opens the bedroom frames, tracks a clicked object over 8 frames; the screenshot shows its colour there', async () => {
+    const { page, errors } = await openPage(browser, `${served.origin}/demo/index.html`);
+    try {
+      await page.waitForSelector('body[data-gpu="ready"]', { timeout: 60_000 });
+      // the tiny model is not an official variant: its config.json goes with the weights
+      const golden = resolve(SHARED, 'golden/tiny');
+      const upload = async (sel: string, ...files: string[]) => ((await page.$(sel)) as ElementHandle<HTMLInputElement>).uploadFile(...files);
+      // without it the page says what is wrong; choosing the config then loads the same weights
+      await upload('#weightsFile', resolve(golden, 'weights.safetensors'));
+      await page.waitForSelector('body[data-model="error"], body[data-model="ready"]');
+      expect(await page.$eval('#modelStatus', (e) => e.textContent)).toMatch(/cannot be used.*config\.json/s);
+      await upload('#configFile', resolve(golden, 'config.json'));
+      await page.waitForSelector('body[data-model="ready"], body[data-model="error"]');
+      const modelText = await page.$eval('#modelStatus', (e) => e.textContent ?? '');
+      expect(await page.$eval('body', (b) => b.dataset.model), modelText).toBe('ready');
+
+      const names = Array.from({ length: 8 }, (_, i) => resolve(SHARED, 'data/bedroom', `${String(i).padStart(5, '0')}.jpg`));
+      await upload('#imageFiles', ...names);
+      await page.waitForSelector('body[data-source="ready"], body[data-source="error"]');
+      expect(await page.$eval('#sourceStatus', (e) => e.textContent)).toMatch(/8 frames/);
+
+      // click where the golden script clicks object 1 (video pixels), through the canvas's scaling
+      const CLICK = [528, 324] as const;
+      const at = await page.$eval('#view', (c, p) => {
+        const cv = c as HTMLCanvasElement;
+        const r = cv.getBoundingClientRect();
+        return {
+          x: r.left + cv.clientLeft + (p[0] * cv.clientWidth) / cv.width, y: r.top + cv.clientTop + (p[1] * cv.clientHeight) / cv.height,
+          W: cv.width, H: cv.height,
+        };
+      }, CLICK);
+      expect([at.W, at.H]).toEqual([960, 540]);
+      await page.mouse.click(at.x, at.y);
+      await page.waitForFunction(() => /prompted|rror/.test(document.getElementById('status')!.textContent ?? ''));
+      expect(await page.$eval('#status', (e) => e.textContent)).toMatch(/Object 1 prompted on frame 0/);
+
+      await page.click('#track');
+      await page.waitForFunction(() => document.body.dataset.busy === '0' && /tracked|rror/.test(document.getElementById('status')!.textContent ?? ''));
+      expect(await page.$eval('#status', (e) => e.textContent)).toBe('tracked 8 frames');
+      const timings = await page.$eval('#timings', (e) => e.textContent ?? '');
+      console.log(`demo timings (headless Chromium, SwiftShader, tiny model):\n${timings}`);
+
+      mkdirSync(OUT, { recursive: true });
+      const shot = resolve(OUT, 'demo.png');
+      await page.screenshot({ path: shot, fullPage: true });
+      console.log(`demo screenshot: ${shot}`);
+
+      // The canvas shows frame 7 with object 1's mask blended in blue ([30, 144, 255] at 0.55).
+      // Object 1 is tracked on its own, so its mask is the golden's pass1 frame 7 object 1 mask:
+      // inside it the pixels must be much bluer than outside.
+      const box = await page.$eval('#view', (c) => {
+        const cv = c as HTMLCanvasElement;
+        const r = cv.getBoundingClientRect();
+        return { left: Math.round(r.left + cv.clientLeft + scrollX), top: Math.round(r.top + cv.clientTop + scrollY), width: cv.clientWidth, height: cv.clientHeight };
+      });
+      expect([box.width, box.height]).toEqual([960, 540]);
+      const { default: sharp } = await import('sharp');
+      const px = await sharp(shot).extract(box).removeAlpha().raw().toBuffer();
+      const c = await loadCase(golden);
+      const ref = c.tensors.info('video.pass1.frame7.masks_bits');
+      const [, H, ] = ref.shape as [number, number, number];
+      const mask = unpackBits(c.tensors.getRaw('video.pass1.frame7.masks_bits') as Uint8Array, [ref.shape[0]!, H, 960]);
+      let inN = 0, inBR = 0, outN = 0, outBR = 0;
+      for (let i = 0; i < H * 960; i++) {
+        const br = px[i * 3 + 2]! - px[i * 3]!;
+        if (mask[i]) { inN++; inBR += br; } else { outN++; outBR += br; }
+      }
+      const inside = inBR / inN, outside = outBR / outN;
+      console.log(`object 1 on frame 7: ${inN} px (${((100 * inN) / (H * 960)).toFixed(1)}%), mean blue-red inside ${inside.toFixed(1)}, outside ${outside.toFixed(1)}`);
+      expect(inN).toBeGreaterThan(0.01 * H * 960);
+      expect(inside - outside).toBeGreaterThan(60);
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  }, 600_000);
+});

@@ -36,6 +36,6 @@ fi
 
 echo "converting $pt -> $out ${precision:+(F16)}"
 cd "$root"
-npx tsx src/convert/cli.ts "$pt" "$out" $precision
+node "$root/bin/etam.js" convert "$pt" "$out" $precision
 echo "done: $out"
 echo "(the .pt is kept at $pt; delete it if you do not need it)"

@@ -104,3 +104,38 @@ describe('ImagePredictor hole / sprinkle postprocessing', () => {
     }
   });
 });
+
+describe('ImagePredictor draw', () => {
+  it('draws each object\'s best mask into a texture on the GPU, as the returned masks', async () => {
+    const ctx = await gpu();
+    const p = new ImagePredictor(model, { maxHoleArea: 30 });
+    p.setImage(image());
+    const tex = ctx.device.createTexture({ size: [W, H], format: 'rgba8unorm', usage: 0x10 /* RENDER_ATTACHMENT */ | 0x01 /* COPY_SRC */ });
+    const res = await p.predict({
+      box: [[5, 5, 60, 50], [40, 20, 90, 70]], multimask: true,
+      draw: { target: tex, colors: [[255, 0, 0], [0, 0, 255]], alpha: 1 },
+    });
+    // the texture's bytes
+    const row = Math.ceil((W * 4) / 256) * 256;
+    const buf = ctx.device.createBuffer({ size: row * H, usage: 0x0001 | 0x0008 });
+    const enc = ctx.device.createCommandEncoder();
+    enc.copyTextureToBuffer({ texture: tex }, { buffer: buf, bytesPerRow: row }, [W, H]);
+    ctx.device.queue.submit([enc.finish()]);
+    await buf.mapAsync(1);
+    const px = new Uint8Array(buf.getMappedRange().slice(0));
+    buf.destroy();
+    tex.destroy();
+    const masks = res.masks as Uint8Array; // [B, M, H, W]
+    const M = res.numMasks, P = W * H;
+    const best = [0, 1].map((b) => { let k = 0; for (let j = 1; j < M; j++) if (res.ious[b * M + j]! > res.ious[b * M + k]!) k = j; return k; });
+    let covered = 0;
+    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
+      const i = y * W + x, o = y * row + 4 * x;
+      const in0 = masks[(0 * M + best[0]!) * P + i], in1 = masks[(1 * M + best[1]!) * P + i];
+      const want = in1 ? [0, 0, 255, 255] : in0 ? [255, 0, 0, 255] : [0, 0, 0, 0];
+      if (in0 || in1) covered++;
+      expect(Array.from(px.subarray(o, o + 4)), `pixel ${x},${y}`).toEqual(want);
+    }
+    expect(covered).toBeGreaterThan(0);
+  });
+});

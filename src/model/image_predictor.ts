@@ -19,6 +19,8 @@ import { add } from '../kernels/elementwise.js';
 import { maskBytes, maskOverlay, resizeBilinear, unary } from '../kernels/mask_ops.js';
 import { postprocessLowRes } from '../kernels/mask_postprocess.js';
 import { preprocessImage, type ImageSource } from '../kernels/preprocess.js';
+import { drawMasks, type DrawMasksOptions } from '../kernels/draw_masks.js';
+import { pickBestMask } from '../kernels/track_ops.js';
 import type { EfficientTAM } from './efficienttam.js';
 
 const f = Math.fround;
@@ -43,6 +45,11 @@ export interface PredictOptions {
   returnLowRes?: boolean;
   /** return the full-resolution masks (default true) */
   returnMasks?: boolean;
+  /**
+   * draw each object's best mask (highest predicted IoU) into this texture (a canvas's current
+   * texture, say), over `image` if given, on the GPU: nothing of it is read back
+   */
+  draw?: { target: GPUTexture } & Omit<DrawMasksOptions, 'logits' | 'target'>;
   /** also return an RGBA overlay of the masks, H*W*4 bytes (colours cycled over the masks) */
   overlay?: boolean | { colors?: readonly (readonly [number, number, number])[]; alpha?: number };
 }
@@ -300,23 +307,30 @@ export class ImagePredictor {
       imageEmbed: this.embed!, imagePe: pe.densePe, sparse, batch: B, dense, multimaskOutput: o.multimask ?? true,
     });
     if (maskT) { maskT.release(); dense.release(); }
-    out.samTokensOut.release();
-    out.objectScoreLogits.release();
     const M = out.masks.shape[1]!;
 
     // what to read back, packed into one buffer
     const parts: { name: string; t: Tensor; words: number }[] = [{ name: 'ious', t: out.iouPred, words: B * M }];
     const wantMasks = o.returnMasks ?? true;
     let full: Tensor | null = null;
-    if (wantMasks || o.overlay) {
+    if (wantMasks || o.overlay || o.draw) {
       // postprocess_masks: holes / sprinkles on the low-res logits, then the resize. The low-res
       // logits returned stay the unprocessed ones, as the official _predict returns them.
       const post = this.maxHoleArea > 0 || this.maxSprinkleArea > 0
         ? postprocessLowRes(ctx, out.masks, { maxHoleArea: this.maxHoleArea, maxSprinkleArea: this.maxSprinkleArea, threshold: this.maskThreshold })
         : out.masks; // [B, M, S/4, S/4]
-      full = resizeBilinear(ctx, post, H, W); // [B, M, H, W] (from unclamped logits)
+      if (wantMasks || o.overlay) full = resizeBilinear(ctx, post, H, W); // [B, M, H, W] (from unclamped logits)
+      if (o.draw) {
+        // each object's mask with the highest predicted IoU, [B, S/4, S/4], drawn on the GPU
+        const best = pickBestMask(ctx, post, out.iouPred, out.samTokensOut, out.objectScoreLogits, { gateOnScore: false });
+        drawMasks(ctx, { threshold: this.maskThreshold, ...o.draw, logits: best.lowRes });
+        best.lowRes.release();
+        best.token.release();
+      }
       if (post !== out.masks) post.release();
     }
+    out.samTokensOut.release();
+    out.objectScoreLogits.release();
     if (o.returnLowRes ?? true) {
       parts.push({ name: 'lowres', t: unary(ctx, out.masks, { clamp: [-32, 32] }), words: B * M * m * m });
     }

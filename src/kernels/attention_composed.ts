@@ -2,7 +2,7 @@ import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { matmul } from './matmul.js';
 import { softmax } from './softmax.js';
-import { grid1d } from './util.js';
+import { grid1d, MAX_GROUPS } from './util.js';
 
 /**
  * Attention composed of the tiled matmul: for a group of G (batch, head) pairs,
@@ -27,54 +27,94 @@ export interface HeadOperand {
 
 const WG = 256;
 
-/** Copies heads [g0, g0+G) (flat index b*H + h) of an operand into a contiguous [G, N, d]. */
-const gatherWGSL = (N: number, H: number, d: number, tok: number, off: number, g0: number, G: number): string => /* wgsl */ `
-// ---- kernel: attention_gather_heads (N ${N}, H ${H}, d ${d}, heads ${g0}..${g0 + G}) ----
-@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dst: array<f32>;   // [G, N, d]
+/*
+ * The two copies below take their sizes from a uniform block, so one pipeline per vector width
+ * serves every shape and head group: keys and values of a video's memory grow by a frame on each
+ * of the first frames, and a pipeline compile per frame would cost more than the frame.
+ *
+ * Grid: z is the head within the group, x (and y past 65535 workgroups) runs over that head's
+ * N * d/W vectors of W floats (W = 4 when d, the token stride and the offset allow, else 1).
+ * Divisions by a uniform are scalarised on lavapipe (unlike those by a compile-time constant), so
+ * this layout keeps them to one per vector.
+ */
 
+const copyHeader = (W: number): string => /* wgsl */ `
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
-  let e = (wid.y * nwg.x + wid.x) * ${WG}u + lid;
-  if (e >= ${G * N * d}u) { return; }
-  let i = e % ${d}u;
-  let n = (e / ${d}u) % ${N}u;
-  let flat = ${g0}u + e / ${N * d}u;
-  let b = flat / ${H}u;
-  let h = flat % ${H}u;
-  dst[e] = src[(b * ${N}u + n) * ${tok}u + ${off}u + h * ${d}u + i];
+  let e = (wid.y * nwg.x + wid.x) * ${WG}u + lid;   // vector within this head's [N, d/${W}]
+  if (e >= Z.perHead) { return; }
+  let n = e / Z.dw;                                  // token
+  let i = e - n * Z.dw;                              // vector within the token's head
+  let flat = Z.g0 + wid.z;                           // b*H + h
+  let b = flat / Z.H;
+  let h = flat - b * Z.H;`;
+
+/** Copies heads [g0, g0+G) (flat index b*H + h) of an operand into a contiguous [G, N, d]. */
+const gatherWGSL = (W: number): string => /* wgsl */ `
+// ---- kernel: attention_gather_heads (${W === 4 ? 'vec4' : 'f32'}) ----
+struct Sizes {
+  perHead: u32,   // N * d/W
+  dw: u32,        // d/W
+  N: u32,
+  g0: u32,        // first head (flat b*H + h) of the group
+  H: u32,
+  tokw: u32,      // vectors between consecutive tokens of src
+  offw: u32,      // vectors before head 0 within a token
+}
+@group(0) @binding(0) var<storage, read> src: array<${W === 4 ? 'vec4f' : 'f32'}>;
+@group(0) @binding(1) var<storage, read_write> dst: array<${W === 4 ? 'vec4f' : 'f32'}>;   // [G, N, d]
+@group(0) @binding(2) var<uniform> Z: Sizes;
+${copyHeader(W)}
+  dst[wid.z * Z.perHead + e] = src[(b * Z.N + n) * Z.tokw + Z.offw + h * Z.dw + i];
 }
 `;
 
 /** Writes a contiguous [G, N, dv] into heads [g0, g0+G) of out [B, N, H*dv]. */
-const scatterWGSL = (N: number, H: number, dv: number, g0: number, G: number): string => /* wgsl */ `
-// ---- kernel: attention_scatter_heads (N ${N}, H ${H}, dv ${dv}, heads ${g0}..${g0 + G}) ----
-@group(0) @binding(0) var<storage, read> src: array<f32>;          // [G, N, dv]
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;    // [B, N, H*dv]
-
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let e = (wid.y * nwg.x + wid.x) * ${WG}u + lid;
-  if (e >= ${G * N * dv}u) { return; }
-  let i = e % ${dv}u;
-  let n = (e / ${dv}u) % ${N}u;
-  let flat = ${g0}u + e / ${N * dv}u;
-  let b = flat / ${H}u;
-  let h = flat % ${H}u;
-  out[(b * ${N}u + n) * ${H * dv}u + h * ${dv}u + i] = src[e];
+const scatterWGSL = (W: number): string => /* wgsl */ `
+// ---- kernel: attention_scatter_heads (${W === 4 ? 'vec4' : 'f32'}) ----
+struct Sizes {
+  perHead: u32,   // N * dv/W
+  dw: u32,        // dv/W
+  N: u32,
+  g0: u32,        // first head (flat b*H + h) of the group
+  H: u32,
+}
+@group(0) @binding(0) var<storage, read> src: array<${W === 4 ? 'vec4f' : 'f32'}>;          // [G, N, dv]
+@group(0) @binding(1) var<storage, read_write> out: array<${W === 4 ? 'vec4f' : 'f32'}>;    // [B, N, H*dv]
+@group(0) @binding(2) var<uniform> Z: Sizes;
+${copyHeader(W)}
+  out[(b * Z.N + n) * Z.H * Z.dw + h * Z.dw + i] = src[wid.z * Z.perHead + e];
 }
 `;
 
+/** The grid of a copy of G heads of `perHead` vectors each. */
+function copyGrid(perHead: number, G: number): [number, number, number] {
+  if (G > MAX_GROUPS) throw new Error(`attention: ${G} heads in one group (at most ${MAX_GROUPS})`);
+  const [x, y] = grid1d(Math.ceil(perHead / WG)).workgroups;
+  return [x, y, G];
+}
+
 function gather(ctx: GpuContext, op: HeadOperand, N: number, H: number, d: number, g0: number, G: number): Tensor {
   const dst = ctx.empty([G, N, d]);
+  const W = d % 4 === 0 && op.tokenStride % 4 === 0 && op.offset % 4 === 0 ? 4 : 1;
+  const dw = d / W;
   ctx.run({
-    pipeline: ctx.pipeline('attention_gather_heads', gatherWGSL(N, H, d, op.tokenStride, op.offset, g0, G)),
-    bindings: [op.t, dst],
-    workgroups: grid1d(Math.ceil((G * N * d) / WG)).workgroups,
+    pipeline: ctx.pipeline('attention_gather_heads', gatherWGSL(W)),
+    bindings: [op.t, dst, ctx.uniform(new Uint32Array([N * dw, dw, N, g0, H, op.tokenStride / W, op.offset / W]))],
+    workgroups: copyGrid(N * dw, G),
   });
   return dst;
+}
+
+function scatter(ctx: GpuContext, src: Tensor, out: Tensor, N: number, H: number, dv: number, g0: number, G: number): void {
+  const W = dv % 4 === 0 ? 4 : 1;
+  const dw = dv / W;
+  ctx.run({
+    pipeline: ctx.pipeline('attention_scatter_heads', scatterWGSL(W)),
+    bindings: [src, out, ctx.uniform(new Uint32Array([N * dw, dw, N, g0, H]))],
+    workgroups: copyGrid(N * dw, G),
+  });
 }
 
 /** Bytes of scores one group may hold. */
@@ -125,11 +165,7 @@ export function attentionComposed(ctx: GpuContext, p: ComposedParams, q: HeadOpe
     const oh = matmul(ctx, probs, vh); // [g, Nq, dv]
     probs.release();
     vh.release();
-    ctx.run({
-      pipeline: ctx.pipeline('attention_scatter_heads', scatterWGSL(p.nq, p.heads, p.dv, g0, g)),
-      bindings: [oh, out],
-      workgroups: grid1d(Math.ceil((g * p.nq * p.dv) / WG)).workgroups,
-    });
+    scatter(ctx, oh, out, p.nq, p.heads, p.dv, g0, g); // -> heads [g0, g0+g) of out [B, Nq, H*dv]
     oh.release();
   }
 }

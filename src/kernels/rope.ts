@@ -1,6 +1,6 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { grid1d } from './util.js';
+import { grid1d, MAX_GROUPS } from './util.js';
 
 /**
  * Axial rotary position encoding (RoPE) of the memory attention (`compute_axial_cis` and
@@ -83,31 +83,56 @@ export interface RopeOptions {
 
 const WG = 64;
 
-const ropeWGSL = (B: number, N: number, C: number, dim: number, count: number, positions: number, inPlace: boolean): string => {
-  const half = dim / 2;
-  const pairsPerToken = C / 2;
-  const total = B * N * pairsPerToken;
+/**
+ * One kernel per mode (in place or into `out`) and vector width; the sizes are uniforms, so every
+ * shape shares the variant's pipeline: the memory a video attends to grows frame by frame, and a
+ * pipeline compile per frame would cost more than the frame.
+ *
+ * Grid: z is the batch item; x (and y past 65535 workgroups) runs over its N tokens times the
+ * d/4 vec4s (two pairs each; d is a multiple of 4) of one head. An invocation rotates that vec4 in
+ * every head with the same table entry. Divisions by a uniform are
+ * scalarised on lavapipe, so this layout keeps them to two per invocation.
+ */
+const ropeWGSL = (inPlace: boolean): string => {
+  // (re + i im) * (cos + i sin) for the two pairs (x, y) and (z, w)
+  const rot = 'vec4f(v.x * cs.x - v.y * cs.y, v.x * cs.y + v.y * cs.x, v.z * cs.z - v.w * cs.w, v.z * cs.w + v.w * cs.z)';
   return /* wgsl */ `
-// ---- kernel: rope (B ${B}, N ${N}, C ${C}, d ${dim}, rotated ${count}, positions ${positions}) ----
-@group(0) @binding(0) var<storage, read_write> x: array<vec2f>;
-@group(0) @binding(1) var<storage, read> tab: array<vec2f>;   // [positions, d/2] (cos, sin)
-${inPlace ? '' : '@group(0) @binding(2) var<storage, read_write> out: array<vec2f>;'}
+// ---- kernel: rope (${inPlace ? 'in place' : 'into out'}) ----
+struct Sizes {
+  perItem: u32,     // N * hw: invocations per batch item
+  hw: u32,          // vec4s per head: d/4
+  N: u32,           // tokens per batch item
+  H: u32,           // heads
+  count: u32,       // tokens rotated at the start of each batch item
+  positions: u32,   // rows of the table
+}
+@group(0) @binding(0) var<storage, read_write> x: array<vec4f>;   // [B, N, H, d/4]
+@group(0) @binding(1) var<storage, read> tab: array<vec4f>;       // [positions, d/4]: two (cos, sin) pairs
+${inPlace ? '@group(0) @binding(2) var<uniform> Z: Sizes;' : `@group(0) @binding(2) var<storage, read_write> out: array<vec4f>;
+@group(0) @binding(3) var<uniform> Z: Sizes;`}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.y * nwg.x + wid.x) * ${WG}u + lid;   // pair index over [B, N, C/2]
-  if (i >= ${total}u) { return; }
-  let n = (i / ${pairsPerToken}u) % ${N}u;            // token within its batch item
-  let j = (i % ${pairsPerToken}u) % ${half}u;         // pair within its head
-  let v = x[i];
-  var r = v;
-  if (n < ${count}u) {
-    let cs = tab[(n % ${positions}u) * ${half}u + j];
-    // (re + i im) * (cos + i sin)
-    r = vec2f(v.x * cs.x - v.y * cs.y, v.x * cs.y + v.y * cs.x);
-  }
-  ${inPlace ? 'if (n < ' + count + 'u) { x[i] = r; }' : 'out[i] = r;'}
+  let e = (wid.y * nwg.x + wid.x) * ${WG}u + lid;   // (token, vec4 within a head) of item wid.z
+  if (e >= Z.perItem) { return; }
+  let n = e / Z.hw;                                  // token within its batch item
+  let j = e - n * Z.hw;                              // vec4 within its head
+  let base = (wid.z * Z.N + n) * Z.H * Z.hw + j;     // x index of head 0
+${inPlace ? `  if (n >= Z.count) { return; }
+  let cs = tab[(n % Z.positions) * Z.hw + j];
+  for (var h = 0u; h < Z.H; h++) {
+    let v = x[base + h * Z.hw];
+    x[base + h * Z.hw] = ${rot};
+  }` : `  if (n < Z.count) {
+    let cs = tab[(n % Z.positions) * Z.hw + j];
+    for (var h = 0u; h < Z.H; h++) {
+      let v = x[base + h * Z.hw];
+      out[base + h * Z.hw] = ${rot};
+    }
+  } else {
+    for (var h = 0u; h < Z.H; h++) { out[base + h * Z.hw] = x[base + h * Z.hw]; }
+  }`}
 }
 `;
 };
@@ -130,10 +155,14 @@ export function applyRope(ctx: GpuContext, x: Tensor, rope: RopeTable, opts: Rop
   if (x.dtype !== 'f32') throw new Error('rope: x must be f32');
   const inPlace = !opts.out;
   if (x.size === 0 || (inPlace && count === 0)) return x;
+  const hw = rope.dim / 4; // vec4s per head (RopeTable makes d a multiple of 4)
+  if (B > MAX_GROUPS) throw new Error(`rope: ${B} batch items (at most ${MAX_GROUPS})`);
+  const [gx, gy] = grid1d(Math.ceil((N * hw) / WG)).workgroups;
+  const sizes = ctx.uniform(new Uint32Array([N * hw, hw, N, H, count, rope.positions]));
   ctx.run({
-    pipeline: ctx.pipeline('rope', ropeWGSL(B, N, C, rope.dim, count, rope.positions, inPlace)),
-    bindings: inPlace ? [x, rope.table] : [x, rope.table, opts.out!],
-    workgroups: grid1d(Math.ceil(x.size / 2 / WG)).workgroups,
+    pipeline: ctx.pipeline('rope', ropeWGSL(inPlace)),
+    bindings: inPlace ? [x, rope.table, sizes] : [x, rope.table, opts.out!, sizes],
+    workgroups: [gx, gy, B],
   });
   return opts.out ?? x;
 }

@@ -1,6 +1,6 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { f32lit, grid1d } from './util.js';
+import { grid1d } from './util.js';
 
 /**
  * Softmax over the last axis, numerically stable (the row maximum is subtracted before exp).
@@ -21,27 +21,38 @@ export interface ColumnBias {
   value: number;
 }
 
-const softmaxWGSL = (rows: number, n: number, bias?: ColumnBias): string => {
-  // x[base + i] as the passes read it: plain, or with the bias on columns i < NB
-  const xi = bias ? (i: string): string => `(x[base + ${i}] + select(0.0, BIAS, ${i} < NB))` : (i: string): string => `x[base + ${i}]`;
+/**
+ * One kernel per variant (with or without the column bias); the sizes and the bias are uniforms,
+ * so every shape shares the variant's pipeline: attention over a video's memory has one more
+ * frame of keys on each of the first frames, and a pipeline compile per frame would cost more
+ * than the frame.
+ */
+const softmaxWGSL = (bias: boolean): string => {
+  // x[base + i] as the passes read it: plain, or with the bias on columns i < Z.NB
+  const xi = bias ? (i: string): string => `(x[base + ${i}] + select(0.0, Z.BIAS, ${i} < Z.NB))` : (i: string): string => `x[base + ${i}]`;
   return /* wgsl */ `
-// ---- kernel: softmax (rows ${rows}, N ${n}${bias ? `, +${f32lit(bias.value)} on the first ${bias.columns}` : ''}) ----
+// ---- kernel: softmax${bias ? ' (+ a bias on the first columns)' : ''} ----
+struct Sizes {
+  rows: u32,
+  N: u32,      // row length
+  NB: u32,     // columns that get the bias (>= 1 in the bias variant)
+  BIAS: f32,   // the bias
+}
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<uniform> Z: Sizes;
 
-const N = ${n}u;
 const LOG2E = 1.4426950408889634;
-${bias ? `const NB = ${bias.columns}u;       // columns that get the bias
-const BIAS = ${f32lit(bias.value)};
-` : ''}
+
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
   let row = (wid.y * nwg.x + wid.x) * ${WG}u + lid;
-  if (row >= ${rows}u) { return; }
+  if (row >= Z.rows) { return; }
+  let N = Z.N;
   let base = row * N;
 
-  var m = x[base]${bias ? ' + BIAS' : ''};${bias ? '   // NB >= 1' : ''}
+  var m = x[base]${bias ? ' + Z.BIAS' : ''};${bias ? '   // NB >= 1' : ''}
   for (var i = 1u; i < N; i++) { m = max(m, ${xi('i')}); }
   var sum = 0.0;
   for (var i = 0u; i < N; i++) { sum += exp2((${xi('i')} - m) * LOG2E); }
@@ -52,6 +63,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
 }
 `;
 };
+
+/** The uniform block `Sizes` of the kernel. */
+function sizesData(rows: number, n: number, bias?: ColumnBias): Uint32Array {
+  const u = new Uint32Array([rows, n, bias?.columns ?? 0, 0]);
+  new Float32Array(u.buffer)[3] = bias?.value ?? 0;
+  return u;
+}
 
 export interface SoftmaxOptions {
   /** add `value` to the first `columns` (<= N) entries of every row before the softmax; default none */
@@ -74,8 +92,8 @@ export function softmax(ctx: GpuContext, x: Tensor, out?: Tensor, opts: SoftmaxO
   const o = out ?? ctx.empty(x.shape);
   if (rows === 0) return o;
   ctx.run({
-    pipeline: ctx.pipeline('softmax', softmaxWGSL(rows, n, bias)),
-    bindings: [x, o],
+    pipeline: ctx.pipeline('softmax', softmaxWGSL(bias !== undefined)),
+    bindings: [x, o, ctx.uniform(sizesData(rows, n, bias))],
     workgroups: grid1d(Math.ceil(rows / WG)).workgroups,
   });
   return o;

@@ -1,0 +1,54 @@
+/**
+ * No pipeline compile on a per-frame path: while a video's memory bank fills up (the first 16
+ * tracked frames, one more memory frame or object pointer each), the kernels whose sizes follow
+ * the memory size (elementwise add, rope, the composed attention's gather/scatter, softmax) read
+ * those sizes from uniforms, so after the first two tracked frames nothing compiles.
+ */
+import { resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadCase } from '../src/golden/case.js';
+import { caseModel } from '../src/golden/stages.js';
+import type { ImageSource } from '../src/kernels/preprocess.js';
+import { VideoPredictor } from '../src/model/video_predictor.js';
+import { gpu } from './helpers.js';
+
+const GOLDEN = resolve(__dirname, '../../shared/golden');
+const W = 96, H = 64;
+
+/** Frame i of a generated video: a textured background and two discs moving across it. */
+function frame(i: number): ImageSource {
+  const data = new Uint8Array(W * H * 3);
+  const ax = 20 + 50 * (0.5 + 0.5 * Math.sin(i / 15)), ay = 32 + 12 * Math.cos(i / 11);
+  const bx = 70 - 30 * (0.5 + 0.5 * Math.sin(i / 9)), by = 16 + 4 * Math.sin(i / 7);
+  for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
+    const o = (y * W + x) * 3;
+    const inA = (x - ax) ** 2 + (y - ay) ** 2 < 12 ** 2;
+    const inB = (x - bx) ** 2 + (y - by) ** 2 < 8 ** 2;
+    data[o] = inA ? 230 : inB ? 30 : (x * 7 + y * 3 + i) & 127;
+    data[o + 1] = inA ? 40 : inB ? 200 : (x * 2 + y * 5) & 127;
+    data[o + 2] = inA ? 60 : inB ? 50 : 90;
+  }
+  return { data, width: W, height: H, channels: 3 };
+}
+
+describe('pipeline compiles per tracked frame', () => {
+  it('tracking two objects over 20 frames compiles nothing after the second tracked frame', async () => {
+    const ctx = await gpu();
+    const m = caseModel(ctx, await loadCase(resolve(GOLDEN, 'tiny')));
+    const n = 20;
+    const vp = new VideoPredictor(m, { frames: Array.from({ length: n }, (_, i) => frame(i)) });
+    (await vp.addPoints(0, 1, [[45, 32]], [1])).release();
+    (await vp.addPoints(0, 2, [[60, 16]], [1])).release();
+    const compiled: number[] = [];   // pipelinesCompiled after each tracked frame
+    for await (const fm of vp.propagate()) {
+      await fm.lowResLogits();   // the frame's work has been recorded and run
+      fm.release();
+      compiled.push(ctx.stats.pipelinesCompiled);
+    }
+    vp.dispose();
+    expect(compiled.length).toBe(n);
+    // tracked frames 2..19 (the memory bank grows through frame 16) compile nothing
+    expect(compiled.slice(2), `pipelines compiled after each frame: ${compiled.join(', ')}`).toEqual(
+      new Array(n - 2).fill(compiled[1]));
+  }, 300_000);
+});

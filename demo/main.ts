@@ -13,11 +13,14 @@
  * mode: frame 0 is the image taken when you first click, and tracking takes the newest camera
  * image each time it is ready for one.
  *
- * Masks are read back with FrameMasks.masks() and blended over the frame on the CPU (ImageData).
+ * Drawing stays on the GPU: the canvas has a 'webgpu' context on the model's device, the frame is
+ * copied into a texture (copyExternalImageToTexture from an ImageBitmap) and FrameMasks.draw blends
+ * the masks over it from the low-res logits; no mask is read back. The FrameMasks of recent frames
+ * are kept (on the GPU) for redisplay with the slider. Prompts are drawn on a 2D canvas on top.
  * State for tests: <body data-model="ready" data-source="ready" data-tracked="N" data-busy="0|1">.
  */
 import {
-  detectVariant, EfficientTAM, GpuContext, loadWeights, validateConfig, VideoPredictor, videoFrames, WebGPUUnavailableError,
+  detectVariant, EfficientTAM, GpuContext, loadWeights, MAX_DRAW_COLORS, validateConfig, VideoPredictor, videoFrames, WebGPUUnavailableError,
   type EfficientTAMConfig, type FrameMasks, type ImageSource, type VideoPredictorOptions,
 } from 'efficienttam-webgpu';
 
@@ -25,8 +28,10 @@ import {
 const FPS = 10;
 /** Decoded frames kept in memory (besides prompted frames). */
 const FRAME_CACHE = 6;
-/** Frames whose masks are kept for redisplay with the slider. */
+/** Frames whose masks (low-res logits, on the GPU) are kept for redisplay with the slider. */
 const MASK_CACHE = 300;
+/** Live camera frames kept for display (those the predictor took most recently). */
+const LIVE_KEEP = 8;
 const COLORS: [number, number, number][] = [
   [30, 144, 255], [255, 60, 60], [60, 210, 80], [255, 200, 0], [200, 80, 255], [0, 220, 220], [255, 130, 0], [255, 90, 200],
 ];
@@ -39,13 +44,16 @@ const progress = $<HTMLProgressElement>('progress');
 const sourceStatus = $<HTMLSpanElement>('sourceStatus');
 const statusEl = $<HTMLDivElement>('status');
 const timingsEl = $<HTMLDivElement>('timings');
+/** frame and masks: a WebGPU canvas */
 const canvas = $<HTMLCanvasElement>('view');
+/** prompts (points, boxes): a 2D canvas over it */
+const marks = $<HTMLCanvasElement>('marks');
 const slider = $<HTMLInputElement>('frame');
 const frameLabel = $<HTMLSpanElement>('frameLabel');
 const objectsEl = $<HTMLSpanElement>('objects');
 const trackBtn = $<HTMLButtonElement>('track');
 const stopBtn = $<HTMLButtonElement>('stop');
-const view = canvas.getContext('2d')!;
+const view = marks.getContext('2d')!;
 
 const state = (k: string, v: string | number) => { document.body.dataset[k] = String(v); };
 
@@ -63,15 +71,22 @@ const errorText = (e: unknown): string => (e instanceof Error ? `${e.name === 'E
 
 // ------------------------------------------------------------------------------------- frames
 
+/** A decoded frame: an ImageBitmap (shown through a texture), its pixels on request (for the predictor). */
+interface Frame {
+  bitmap: ImageBitmap;
+  width: number;
+  height: number;
+}
+
 /** Where the frames come from: decoded on demand, a few kept. */
 interface Frames {
   label: string;
   count: number;
   width: number;
   height: number;
-  /** a live camera: the predictor takes its frames itself (videoFrames), `get` shows the current image */
-  live?: { video: HTMLVideoElement; stop: AbortController };
-  get(i: number): Promise<ImageData>;
+  /** a live camera: the predictor takes its frames itself (videoFrames), `get` shows the frame it took (or the current image) */
+  live?: { video: HTMLVideoElement; stop: AbortController; taken: Map<number, Frame> };
+  get(i: number): Promise<Frame>;
   /** keep this frame decoded (it has prompts) */
   pin(i: number): void;
   dispose(): void;
@@ -84,14 +99,25 @@ function grab(src: CanvasImageSource, w: number, h: number): ImageData {
   return g.getImageData(0, 0, w, h);
 }
 
-/** A cache of decoded frames: the last FRAME_CACHE used, and the pinned ones. */
-function frameCache(decode: (i: number) => Promise<ImageData>) {
-  const cache = new Map<number, ImageData>();
+const frameOf = (bitmap: ImageBitmap): Frame => ({ bitmap, width: bitmap.width, height: bitmap.height });
+
+/** 8-bit RGBA pixels of a frame, as the predictor takes them (exactly the reference's preprocessing). */
+function framePixels(f: Frame): ImageSource {
+  const img = grab(f.bitmap, f.width, f.height);
+  return { data: img.data, width: img.width, height: img.height, channels: 4 };
+}
+
+/**
+ * A cache of decoded frames: the last FRAME_CACHE used, and the pinned ones. Evicted bitmaps are
+ * left to the garbage collector (one may still be on its way to the screen).
+ */
+function frameCache(decode: (i: number) => Promise<Frame>) {
+  const cache = new Map<number, Frame>();
   const pinned = new Set<number>();
   let chain: Promise<unknown> = Promise.resolve();
   return {
     pinned,
-    get(i: number): Promise<ImageData> {
+    get(i: number): Promise<Frame> {
       const hit = cache.get(i);
       if (hit) {
         cache.delete(i);
@@ -115,14 +141,7 @@ function frameCache(decode: (i: number) => Promise<ImageData>) {
 
 async function imageFrames(files: File[]): Promise<Frames> {
   files = [...files].sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }));
-  const decode = async (i: number): Promise<ImageData> => {
-    const bmp = await createImageBitmap(files[i]!);
-    try {
-      return grab(bmp, bmp.width, bmp.height);
-    } finally {
-      bmp.close();
-    }
-  };
+  const decode = async (i: number): Promise<Frame> => frameOf(await createImageBitmap(files[i]!));
   const cache = frameCache(decode);
   const first = await cache.get(0);
   return {
@@ -144,7 +163,7 @@ async function videoFileFrames(file: File): Promise<Frames> {
   });
   const w = video.videoWidth, h = video.videoHeight;
   const count = Math.max(1, Math.floor(video.duration * FPS));
-  const decode = async (i: number): Promise<ImageData> => {
+  const decode = async (i: number): Promise<Frame> => {
     const t = Math.min((i + 0.5) / FPS, Math.max(video.duration - 1e-3, 0));
     if (Math.abs(video.currentTime - t) > 1e-4) {
       await new Promise<void>((res) => {
@@ -152,7 +171,7 @@ async function videoFileFrames(file: File): Promise<Frames> {
         video.currentTime = t;
       });
     }
-    return grab(video, w, h);
+    return frameOf(await createImageBitmap(video));
   };
   const cache = frameCache(decode);
   return {
@@ -172,10 +191,11 @@ async function webcamFrames(): Promise<Frames> {
   await video.play();
   const w = video.videoWidth, h = video.videoHeight;
   const stop = new AbortController();
+  const taken = new Map<number, Frame>();
   return {
-    label: `webcam ${w}x${h} (live)`, count: Infinity, width: w, height: h, live: { video, stop },
-    // what the camera shows now (the predictor takes its own frames)
-    get: async () => grab(video, w, h), pin: () => undefined,
+    label: `webcam ${w}x${h} (live)`, count: Infinity, width: w, height: h, live: { video, stop, taken },
+    // the image the predictor took as frame i, else what the camera shows now
+    get: async (i) => taken.get(i) ?? frameOf(await createImageBitmap(video)), pin: () => undefined,
     dispose: () => { stop.abort(); for (const t of stream.getTracks()) t.stop(); },
   };
 }
@@ -194,8 +214,8 @@ let current: ObjectUI | null = null;
 let shown = 0;
 let busy = false;
 let stopRequested = false;
-/** the masks last drawn per frame: [objects, H, W] bytes with their object ids */
-const masksByFrame = new Map<number, { ids: readonly number[]; masks: Uint8Array }>();
+/** the masks last produced per frame (kept on the GPU; released when replaced or dropped) */
+const masksByFrame = new Map<number, FrameMasks>();
 const frameTimes: number[] = [];
 
 function setBusy(b: boolean): void {
@@ -225,11 +245,16 @@ function newObject(): ObjectUI {
   return o;
 }
 
+function clearMasks(): void {
+  for (const fm of masksByFrame.values()) fm.release();
+  masksByFrame.clear();
+}
+
 function resetObjects(): void {
   predictor?.reset();
   objects = [];
   current = null;
-  masksByFrame.clear();
+  clearMasks();
   renderObjects();
   state('tracked', 0);
   void showFrame(shown);
@@ -238,12 +263,17 @@ function resetObjects(): void {
 /**
  * VideoFrames as 8-bit pixels (drawn through a canvas). The predictor takes VideoFrames directly
  * (copied to a texture on the GPU), but that copy fails on Chromium's software WebGPU
- * (SwiftShader) with a camera's frames, so the demo goes through the CPU.
+ * (SwiftShader) with a camera's frames, so the demo goes through the CPU. Each frame taken is
+ * also kept as an ImageBitmap (the last LIVE_KEEP) to be shown with its masks.
  */
-async function* asPixels(frames: AsyncIterable<VideoFrame>): AsyncGenerator<ImageSource> {
+async function* asPixels(frames: AsyncIterable<VideoFrame>, taken: Map<number, Frame>): AsyncGenerator<ImageSource> {
+  let i = 0;
   for await (const vf of frames) {
     const img = grab(vf, vf.displayWidth, vf.displayHeight);
     vf.close();
+    taken.set(i, frameOf(await createImageBitmap(img)));
+    taken.delete(i - LIVE_KEEP);
+    i++;
     yield { data: img.data, width: img.width, height: img.height, channels: 4 };
   }
 }
@@ -254,19 +284,16 @@ function rebuildPredictor(): void {
   predictor = null;
   objects = [];
   current = null;
-  masksByFrame.clear();
+  clearMasks();
   renderObjects();
   state('tracked', 0);
   if (model && frames) {
     const f = frames;
     const opts: VideoPredictorOptions = f.live
       // a live source: frames taken as the predictor asks for them, forgotten once its memory no longer needs them
-      ? { frames: asPixels(videoFrames(f.live.video, { signal: f.live.stop.signal })), streaming: true, videoHeight: f.height, videoWidth: f.width }
+      ? { frames: asPixels(videoFrames(f.live.video, { signal: f.live.stop.signal }), f.live.taken), streaming: true, videoHeight: f.height, videoWidth: f.width }
       : {
-        frames: async (i: number): Promise<ImageSource> => {
-          const img = await f.get(i);
-          return { data: img.data, width: img.width, height: img.height, channels: 4 };
-        },
+        frames: async (i: number): Promise<ImageSource> => framePixels(await f.get(i)),
         numFrames: f.count,
         videoHeight: f.height,
         videoWidth: f.width,
@@ -280,31 +307,60 @@ function rebuildPredictor(): void {
 
 // ------------------------------------------------------------------------------------- drawing
 
-function drawFrame(img: ImageData, frame: number): void {
-  if (canvas.width !== img.width || canvas.height !== img.height) {
-    canvas.width = img.width;
-    canvas.height = img.height;
+/** The canvas's WebGPU context, configured on the predictor's device (GpuContext.device) once there is one. */
+let gpuCanvas: GPUCanvasContext | null = null;
+/** The frame being shown, as a texture the masks are drawn over (recreated when the size changes). */
+let frameTex: GPUTexture | null = null;
+
+function configureCanvas(device: GPUDevice): void {
+  gpuCanvas = canvas.getContext('webgpu');
+  if (!gpuCanvas) throw new Error('the canvas has no WebGPU context');
+  gpuCanvas.configure({
+    device,
+    format: navigator.gpu.getPreferredCanvasFormat(),
+    // the frame is opaque and drawMasks keeps its alpha: no blending with the page
+    alphaMode: 'opaque',
+    // drawn into by drawMasks (a render pass), or the frame copied straight in when it has no masks
+    usage: GPUTextureUsage.RENDER_ATTACHMENT | GPUTextureUsage.COPY_DST,
+  });
+}
+
+/**
+ * Shows a frame with the masks the predictor gave for it, all on the GPU: the bitmap is copied
+ * into a texture, then FrameMasks.draw renders the masks over it into the canvas's texture. The
+ * prompts go on the 2D canvas above. Returns when the commands are submitted (not done).
+ */
+function drawFrame(f: Frame, frame: number): void {
+  if (!ctx || !gpuCanvas) return;
+  const device = ctx.device;
+  if (canvas.width !== f.width || canvas.height !== f.height) {
+    canvas.width = marks.width = f.width;
+    canvas.height = marks.height = f.height;
   }
-  const m = masksByFrame.get(frame);
-  let out = img;
-  if (m) {
-    out = new ImageData(new Uint8ClampedArray(img.data), img.width, img.height);
-    const d = out.data, n = img.width * img.height;
-    m.ids.forEach((id, k) => {
-      const color = objects.find((o) => o.id === id)?.color ?? COLORS[(id - 1) % COLORS.length]!;
-      const plane = m.masks.subarray(k * n, (k + 1) * n);
-      for (let i = 0; i < n; i++) {
-        if (!plane[i]) continue;
-        const p = i * 4;
-        d[p] = d[p]! * (1 - ALPHA) + color[0] * ALPHA;
-        d[p + 1] = d[p + 1]! * (1 - ALPHA) + color[1] * ALPHA;
-        d[p + 2] = d[p + 2]! * (1 - ALPHA) + color[2] * ALPHA;
-      }
-    });
+  const target = gpuCanvas.getCurrentTexture();
+  const fm = masksByFrame.get(frame);
+  if (fm) {
+    if (!frameTex || frameTex.width !== f.width || frameTex.height !== f.height) {
+      frameTex?.destroy();
+      frameTex = device.createTexture({
+        label: 'demo frame',
+        size: [f.width, f.height],
+        format: target.format, // a copy straight into the canvas stays possible
+        usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST | GPUTextureUsage.RENDER_ATTACHMENT,
+      });
+    }
+    device.queue.copyExternalImageToTexture({ source: f.bitmap }, { texture: frameTex }, [f.width, f.height]);
+    const colors = fm.objIds.slice(0, MAX_DRAW_COLORS).map((id) => objects.find((o) => o.id === id)?.color ?? COLORS[(id - 1) % COLORS.length]!);
+    fm.draw(target, { image: frameTex, colors, alpha: ALPHA });
+  } else {
+    device.queue.copyExternalImageToTexture({ source: f.bitmap }, { texture: target }, [f.width, f.height]);
   }
-  view.putImageData(out, 0, 0);
-  // the prompts on this frame
-  const r = Math.max(4, Math.round(img.width / 160));
+  drawPrompts(frame, f.width);
+}
+
+function drawPrompts(frame: number, width: number): void {
+  view.clearRect(0, 0, marks.width, marks.height);
+  const r = Math.max(4, Math.round(width / 160));
   for (const o of objects) {
     const p = o.prompts.get(frame);
     if (!p) continue;
@@ -329,7 +385,7 @@ function drawFrame(img: ImageData, frame: number): void {
 /** The camera image on the canvas until the first prompt (the predictor takes frame 0 then). */
 async function livePreview(f: Frames): Promise<void> {
   while (frames === f && objects.every((o) => o.prompts.size === 0) && !f.live!.stop.signal.aborted) {
-    if (!busy) drawFrame(await f.get(0), -1);
+    if (!busy) drawFrame(await f.get(-1), -1);
     await new Promise((r) => requestAnimationFrame(r));
   }
 }
@@ -342,10 +398,17 @@ async function showFrame(i: number): Promise<void> {
   drawFrame(await frames.get(i), i);
 }
 
-async function keepMasks(fm: FrameMasks): Promise<void> {
-  const masks = (await fm.masks()) as Uint8Array;
-  masksByFrame.set(fm.frameIndex, { ids: fm.objIds, masks });
-  while (masksByFrame.size > MASK_CACHE) masksByFrame.delete(masksByFrame.keys().next().value!);
+/** Keeps a frame's masks (on the GPU) for drawing; the one they replace is released. */
+function keepMasks(fm: FrameMasks): void {
+  const old = masksByFrame.get(fm.frameIndex);
+  if (old && old !== fm) old.release();
+  masksByFrame.delete(fm.frameIndex);
+  masksByFrame.set(fm.frameIndex, fm);
+  while (masksByFrame.size > MASK_CACHE) {
+    const [k, v] = masksByFrame.entries().next().value!;
+    masksByFrame.delete(k);
+    v.release();
+  }
 }
 
 /** " (N GPU kernels compiled)" when kernels were compiled since `before`: the first uses of each are slow. */
@@ -382,8 +445,8 @@ async function prompt(frame: number, obj: ObjectUI, p: Prompt): Promise<void> {
     const fm = p.points.length
       ? await predictor.addPoints(frame, obj.id, p.points, p.labels, p.box ? { box: p.box } : {})
       : await predictor.addBox(frame, obj.id, p.box!);
-    await keepMasks(fm);
-    fm.release();
+    keepMasks(fm);
+    await ctx!.sync(); // the prompt's work done on the GPU
     const ms = performance.now() - t0;
     await showFrame(frame);
     logTiming(`prompt on frame ${frame} (object ${obj.id}): ${ms.toFixed(0)} ms${compiledNote(compiled)}`);
@@ -410,10 +473,11 @@ async function track(): Promise<void> {
     let t0 = performance.now();
     let compiled = ctx!.stats.pipelinesCompiled;
     for await (const fm of it) {
-      await keepMasks(fm); // reading the masks waits for the GPU
+      keepMasks(fm);
+      await ctx!.sync(); // only waits for the GPU to finish tracking (nothing is read back)
       const t1 = performance.now();
-      fm.release();
-      await showFrame(fm.frameIndex);
+      await showFrame(fm.frameIndex); // the frame uploaded and the masks drawn over it, on the GPU
+      await ctx!.device.queue.onSubmittedWorkDone();
       const t2 = performance.now();
       const note = compiledNote(compiled);
       // the first frame (memories of the prompted frames, most kernel compiles) is not representative
@@ -589,6 +653,7 @@ async function main(): Promise<void> {
     for (const el of document.querySelectorAll<HTMLInputElement | HTMLButtonElement>('input, button')) el.disabled = true;
     return;
   }
+  configureCanvas(ctx.device);
   state('gpu', 'ready');
   void ctx.device.lost.then((info) => showBanner(`The GPU device was lost (${info.reason}): ${info.message}. Reload the page.`));
   const params = new URLSearchParams(location.search);

@@ -6,6 +6,8 @@
  *   whole video script, compared with the same bounds as the Node tests;
  * - the demo (demo/index.html) driven like a person would: load the weights, open the bedroom
  *   frames, click an object, track 8 frames; the screenshot is saved to test-output/demo.png.
+ *   The demo draws on a WebGPU canvas (FrameMasks.draw); it shows in headless screenshots thanks
+ *   to --use-vulkan=swiftshader (see CHROMIUM_ARGS in tests/browser/server.ts).
  */
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -137,7 +139,8 @@ describe('browser: the demo, driven like a person would', () => {
       await page.screenshot({ path: shot, fullPage: true });
       console.log(`demo screenshot: ${shot}`);
 
-      // The canvas shows frame 7 with object 1's mask blended in blue ([30, 144, 255] at 0.55).
+      // The canvas shows frame 7 with object 1's mask blended in blue ([30, 144, 255] at 0.55) by
+      // drawMasks on the GPU (a pixel is covered where the upsampled low-res logit is > 0).
       // Object 1 is tracked on its own, so its mask is the golden's pass1 frame 7 object 1 mask:
       // inside it the pixels must be much bluer than outside.
       const box = await page.$eval('#view', (c) => {

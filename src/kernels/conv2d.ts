@@ -85,8 +85,11 @@ const gemmWGSL = (g: ConvGeom, hasBias: boolean, t: ConvRegTile): string => {
   const paddedLoop = `for (var ky = 0; ky < ${kh}; ky++) {
     for (var kx = 0; kx < ${kw}; kx++) {
       // Zero padding: rows whose input pixel is outside read x[0] and scale it by 0.
+      // The test is two unsigned compares (a negative coordinate wraps to a huge one) joined by a
+      // non-short-circuit '&': '&&' becomes a branch per operand, and those 3 x TM branches per
+      // tap took SwiftShader's compiler 15-30 s per pipeline (against ~0.2 s this way).
       ${i_.map((i) => `let y${i} = iy${i} + ky; let x${i} = ix${i} + kx;
-      let ok${i} = y${i} >= 0 && y${i} < ${H} && x${i} >= 0 && x${i} < ${W};
+      let ok${i} = (u32(y${i}) < ${H}u) & (u32(x${i}) < ${W}u);
       let a0${i} = select(0u, xb${i} + (u32(y${i}) * ${W}u + u32(x${i})) * ${Cin}u, ok${i});
       let s${i} = select(0.0, 1.0, ok${i});`).join('\n      ')}
       let k0 = u32(ky * ${kw} + kx);

@@ -67,11 +67,15 @@ export async function serve(): Promise<Served> {
 /**
  * Chromium flags for WebGPU without a GPU: --enable-unsafe-webgpu exposes navigator.gpu on Linux,
  * where Dawn then falls back to SwiftShader (its CPU Vulkan); the Vulkan/ANGLE flags keep the
- * whole GPU process on SwiftShader. --no-sandbox: the tests may run as root (CI containers).
+ * whole GPU process on SwiftShader. --use-vulkan=swiftshader puts the compositor's Vulkan on
+ * SwiftShader too: without it a WebGPU canvas is never shown (its shared image cannot be read by
+ * the compositor: "Unable to initialize SkSurface"), so screenshots and drawImage() of it are
+ * blank. --no-sandbox: the tests may run as root (CI containers).
  */
 export const CHROMIUM_ARGS = [
   '--enable-unsafe-webgpu',
   '--enable-features=Vulkan',
+  '--use-vulkan=swiftshader',
   '--use-angle=swiftshader',
   '--no-sandbox',
   '--disable-dev-shm-usage',

@@ -44,3 +44,32 @@ export function maxAbs(a: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
   return m;
 }
+
+/** torch.nn.Conv2d in float64 on channels-last x [B,H,W,Cin], weight [Cout,Cin/g,kh,kw]. */
+export function convRef(x: Float32Array, xs: number[], w: Float32Array, ws: number[], bias: Float32Array | undefined,
+  stride: number, pad: number, groups: number): { out: Float64Array; shape: number[] } {
+  const [B, H, W, Cin] = xs as [number, number, number, number];
+  const [Cout, cinG, kh, kw] = ws as [number, number, number, number];
+  const coutG = Cout / groups;
+  const Ho = Math.floor((H + 2 * pad - kh) / stride) + 1, Wo = Math.floor((W + 2 * pad - kw) / stride) + 1;
+  const out = new Float64Array(B * Ho * Wo * Cout);
+  for (let b = 0; b < B; b++) for (let oy = 0; oy < Ho; oy++) for (let ox = 0; ox < Wo; ox++) for (let co = 0; co < Cout; co++) {
+    let acc = bias ? bias[co]! : 0;
+    const g = Math.floor(co / coutG);
+    for (let c = 0; c < cinG; c++) for (let ky = 0; ky < kh; ky++) for (let kx = 0; kx < kw; kx++) {
+      const iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+      if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+      acc += x[((b * H + iy) * W + ix) * Cin + g * cinG + c]! * w[((co * cinG + c) * kh + ky) * kw + kx]!;
+    }
+    out[((b * Ho + oy) * Wo + ox) * Cout + co] = acc;
+  }
+  return { out, shape: [B, Ho, Wo, Cout] };
+}
+
+/** A W x H RGBA image of seeded random bytes. */
+export function randomImage(W: number, H: number, seed: number): { data: Uint8Array; width: number; height: number; channels: 4 } {
+  const r = rng(seed);
+  const data = new Uint8Array(W * H * 4);
+  for (let i = 0; i < data.length; i++) data[i] = Math.floor(r() * 256);
+  return { data, width: W, height: H, channels: 4 };
+}

@@ -10,7 +10,7 @@ import { loadCase } from '../src/golden/case.js';
 import { resizeBilinearCpu } from '../src/kernels/mask_ops.js';
 import { EfficientTAM } from '../src/model/efficienttam.js';
 import { ImagePredictor } from '../src/model/image_predictor.js';
-import { gpu, maxAbs, maxAbsDiff, rng } from './helpers.js';
+import { gpu, maxAbs, maxAbsDiff, randomImage } from './helpers.js';
 
 const DIR = resolve(__dirname, '../../shared/golden/tiny');
 const W = 96, H = 72;
@@ -22,12 +22,7 @@ beforeAll(async () => {
   model = EfficientTAM.load(ctx, c.weights, c.config);
 });
 
-function image(): { data: Uint8Array; width: number; height: number; channels: 4 } {
-  const r = rng(11);
-  const data = new Uint8Array(W * H * 4);
-  for (let i = 0; i < data.length; i++) data[i] = Math.floor(r() * 256);
-  return { data, width: W, height: H, channels: 4 };
-}
+const image = () => randomImage(W, H, 11);
 
 /** Component areas (8-connected) of the pixels where `fg`, 0 elsewhere: a sequential union-find. */
 function areasCpu(fg: (i: number) => boolean, h: number, w: number): Int32Array {

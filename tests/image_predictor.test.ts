@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { loadCase } from '../src/golden/case.js';
 import { EfficientTAM } from '../src/model/efficienttam.js';
 import { ImagePredictor } from '../src/model/image_predictor.js';
-import { gpu, maxAbsDiff, rng } from './helpers.js';
+import { gpu, maxAbsDiff, randomImage } from './helpers.js';
 
 const DIR = resolve(__dirname, '../../shared/golden/tiny');
 const W = 96, H = 72;
@@ -20,12 +20,7 @@ beforeAll(async () => {
   model = EfficientTAM.load(ctx, c.weights, c.config);
 });
 
-function image(): { data: Uint8Array; width: number; height: number; channels: 4 } {
-  const r = rng(7);
-  const data = new Uint8Array(W * H * 4);
-  for (let i = 0; i < data.length; i++) data[i] = Math.floor(r() * 256);
-  return { data, width: W, height: H, channels: 4 };
-}
+const image = () => randomImage(W, H, 7);
 
 describe('ImagePredictor', () => {
   it('refuses to predict before setImage', async () => {

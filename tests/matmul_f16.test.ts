@@ -11,7 +11,7 @@ import { writeSafetensors, parseSafetensors } from '../src/io/safetensors.js';
 import { WeightLoader } from '../src/io/weights.js';
 import { Linear } from '../src/layers/linear.js';
 import { Conv2d } from '../src/layers/conv.js';
-import { gpu, maxAbs, maxAbsDiff, randn } from './helpers.js';
+import { convRef, gpu, maxAbs, maxAbsDiff, randn } from './helpers.js';
 
 /** The f16 words of `w` and the f32 values they stand for. */
 function half(w: Float32Array): { bits: Uint16Array; value: Float32Array } {
@@ -25,26 +25,6 @@ function linearRef(x: Float32Array, w: Float32Array, bias: Float32Array | undefi
     let acc = bias ? bias[n]! : 0;
     for (let k = 0; k < K; k++) acc += x[m * K + k]! * w[n * K + k]!;
     out[m * N + n] = relu ? Math.max(acc, 0) : acc;
-  }
-  return out;
-}
-
-function convRef(x: Float32Array, xs: number[], w: Float32Array, ws: number[], bias: Float32Array | undefined,
-  stride: number, pad: number, groups: number): Float64Array {
-  const [B, H, W, Cin] = xs as [number, number, number, number];
-  const [Cout, cinG, kh, kw] = ws as [number, number, number, number];
-  const coutG = Cout / groups;
-  const Ho = Math.floor((H + 2 * pad - kh) / stride) + 1, Wo = Math.floor((W + 2 * pad - kw) / stride) + 1;
-  const out = new Float64Array(B * Ho * Wo * Cout);
-  for (let b = 0; b < B; b++) for (let oy = 0; oy < Ho; oy++) for (let ox = 0; ox < Wo; ox++) for (let co = 0; co < Cout; co++) {
-    let acc = bias ? bias[co]! : 0;
-    const g = Math.floor(co / coutG);
-    for (let c = 0; c < cinG; c++) for (let ky = 0; ky < kh; ky++) for (let kx = 0; kx < kw; kx++) {
-      const iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
-      if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
-      acc += x[((b * H + iy) * W + ix) * Cin + g * cinG + c]! * w[((co * cinG + c) * kh + ky) * kw + kx]!;
-    }
-    out[((b * Ho + oy) * Wo + ox) * Cout + co] = acc;
   }
   return out;
 }
@@ -105,7 +85,7 @@ describe('f16 weights', () => {
       const x = randn(xs.reduce((a, b) => a * b), 6);
       const { bits, value } = half(randn(ws.reduce((a, b) => a * b), 7, 0.2));
       const bias = c.bias ? randn(c.Cout, 8) : undefined;
-      const ref = convRef(x, xs, value, ws, bias, c.stride, c.pad, c.groups);
+      const ref = convRef(x, xs, value, ws, bias, c.stride, c.pad, c.groups).out;
       const out = await conv2d(ctx, ctx.upload(x, xs), ctx.upload(bits, ws), bias && ctx.upload(bias, [c.Cout]),
         { stride: c.stride, padding: c.pad, groups: c.groups }).read();
       expect(maxAbsDiff(out, ref)).toBeLessThan(2e-5 * Math.max(1, maxAbs(ref)));

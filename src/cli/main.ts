@@ -99,6 +99,9 @@ const drain = (): Promise<unknown> => Promise.all([process.stdout, process.stder
 
 /** The process entry point. */
 export async function main(argv: readonly string[] = process.argv.slice(2)): Promise<never> {
+  // libvips keeps up to 50 MB of decoded images and operations for reuse; every frame is read once
+  // here, so the cache would only grow the process (a long track's RSS then stays flat)
+  try { (await import('sharp')).default.cache(false); } catch { /* sharp missing: its commands say so */ }
   const code = await runCli(argv);
   await drain();
   // The WebGPU device keeps the event loop alive: leave explicitly.

@@ -202,6 +202,11 @@ describe('video predictor: errors leave the state unchanged', () => {
     await expect(vp.addPoints(0, 1, [[1, 1]], [1])).rejects.toThrow(/frame 0 is a tensor \[1,64,64,3\], expected a preprocessed \[1, 128, 128, 3\]/);
     expect(vp.objIds).toEqual([]);
     bad.release();
+    const junk = new VideoPredictor(model, { frames: [null as never, 7 as never, {} as never], videoHeight: 10, videoWidth: 10 });
+    await expect(junk.addPoints(0, 1, [[1, 1]], [1])).rejects.toThrow(/frame 0 is null, not a tensor or an image/);
+    await expect(junk.addPoints(1, 1, [[1, 1]], [1])).rejects.toThrow(/frame 1 is number, not a tensor or an image/);
+    await expect(junk.addPoints(2, 1, [[1, 1]], [1])).rejects.toThrow(/frame 2 is neither a tensor nor an image/);
+    expect(junk.objIds).toEqual([]);
 
     // an async iterator source: frames are read as needed; its length is found at the end
     const [H, W] = videoHW(c);

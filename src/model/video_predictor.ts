@@ -382,6 +382,7 @@ export class VideoPredictor {
       if (!ok) throw new Error(`VideoPredictor: frame ${i} is a tensor [${x.shape}], expected a preprocessed [1, ${S}, ${S}, 3]`);
       return { t: x.reshape([1, S, S, 3]), own: false };
     }
+    if (!x || typeof x !== 'object') throw new Error(`VideoPredictor: frame ${i} is ${x === null ? 'null' : typeof x}, not a tensor or an image`);
     const [w, h] = frameSize(x);
     if (!(w > 0 && h > 0)) throw new Error(`VideoPredictor: frame ${i} is neither a tensor nor an image (or it has no size yet)`);
     if (!this.videoHW) this.videoHW = [h, w];

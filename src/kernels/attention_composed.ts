@@ -2,7 +2,7 @@ import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { matmul } from './matmul.js';
 import { softmax } from './softmax.js';
-import { grid1d, MAX_GROUPS } from './util.js';
+import { grid1d, MAX_GROUPS, memoWGSL } from './util.js';
 
 /**
  * Attention composed of the tiled matmul: for a group of G (batch, head) pairs,
@@ -51,7 +51,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let h = flat - b * Z.H;`;
 
 /** Copies heads [g0, g0+G) (flat index b*H + h) of an operand into a contiguous [G, N, d]. */
-const gatherWGSL = (W: number): string => /* wgsl */ `
+const gatherWGSL = memoWGSL((W: number): string => /* wgsl */ `
 // ---- kernel: attention_gather_heads (${W === 4 ? 'vec4' : 'f32'}) ----
 struct Sizes {
   perHead: u32,   // N * d/W
@@ -68,10 +68,10 @@ struct Sizes {
 ${copyHeader(W)}
   dst[wid.z * Z.perHead + e] = src[(b * Z.N + n) * Z.tokw + Z.offw + h * Z.dw + i];
 }
-`;
+`);
 
 /** Writes a contiguous [G, N, dv] into heads [g0, g0+G) of out [B, N, H*dv]. */
-const scatterWGSL = (W: number): string => /* wgsl */ `
+const scatterWGSL = memoWGSL((W: number): string => /* wgsl */ `
 // ---- kernel: attention_scatter_heads (${W === 4 ? 'vec4' : 'f32'}) ----
 struct Sizes {
   perHead: u32,   // N * dv/W
@@ -86,7 +86,7 @@ struct Sizes {
 ${copyHeader(W)}
   out[(b * Z.N + n) * Z.H * Z.dw + h * Z.dw + i] = src[wid.z * Z.perHead + e];
 }
-`;
+`);
 
 /** The grid of a copy of G heads of `perHead` vectors each. */
 function copyGrid(perHead: number, G: number): [number, number, number] {

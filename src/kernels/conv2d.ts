@@ -1,6 +1,6 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { grid1d } from './util.js';
+import { grid1d, memoWGSL } from './util.js';
 import { checkWeightDtype } from './matmul.js';
 
 /**
@@ -64,7 +64,7 @@ export interface ConvRegTile {
 }
 export const CONV_REG_TILE: ConvRegTile = { tm: 8, tn: 4, wx: 8, wy: 4 };
 
-const gemmWGSL = (g: ConvGeom, hasBias: boolean, t: ConvRegTile): string => {
+const gemmWGSL = memoWGSL((g: ConvGeom, hasBias: boolean, t: ConvRegTile): string => {
   const { B, H, W, Cin, Cout, kh, kw, stride, pad, Ho, Wo } = g;
   const { tm: TM, tn: TN, wx: WGX, wy: WGY } = t;
   const M = B * Ho * Wo;
@@ -134,7 +134,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   }`).join('\n  ')}
 }
 `;
-};
+});
 
 // ---------------------------------------------------------------- depthwise (groups = Cin = Cout)
 
@@ -143,7 +143,7 @@ const DWG = 64;
 /** Output pixels along x per invocation of the depthwise kernel (they share input columns). */
 const DW_TX = 4;
 
-const depthwiseWGSL = (g: ConvGeom, hasBias: boolean): string => {
+const depthwiseWGSL = memoWGSL((g: ConvGeom, hasBias: boolean): string => {
   const { B, H, W, Cin: C, kh, kw, stride, pad, Ho, Wo } = g;
   const WoT = Math.ceil(Wo / DW_TX);
   const total = B * Ho * WoT * C;
@@ -190,12 +190,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   ${t_.map((t) => `if (ox0 + ${t}u < ${Wo}u) { out[ob + ${t * C}u] = acc${t}; }`).join('\n  ')}
 }
 `;
-};
+});
 
 // ---------------------------------------------------------------- direct (grouped / small convs)
 
 
-const directWGSL = (g: ConvGeom, hasBias: boolean): string => {
+const directWGSL = memoWGSL((g: ConvGeom, hasBias: boolean): string => {
   const { B, H, W, Cin, Cout, kh, kw, stride, pad, groups, Ho, Wo } = g;
   const cinG = Cin / groups, coutG = Cout / groups;
   const total = B * Ho * Wo * Cout;
@@ -237,7 +237,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   out[o] = acc;
 }
 `;
-};
+});
 
 // ---------------------------------------------------------------- wrapper
 

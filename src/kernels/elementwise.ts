@@ -1,6 +1,6 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { grid1d } from './util.js';
+import { grid1d, memoWGSL } from './util.js';
 
 /**
  * Element-wise binary ops with broadcasting of `b` along leading axes:
@@ -16,7 +16,7 @@ const WG = 256;
  * variant's pipeline (the memory bank of a video grows frame by frame; no compile per frame).
  * A b as large as a is read without the modulo (i % m would be i).
  */
-const binaryWGSL = (op: BinaryOp, broadcast: boolean): string => /* wgsl */ `
+const binaryWGSL = memoWGSL((op: BinaryOp, broadcast: boolean): string => /* wgsl */ `
 // ---- kernel: elementwise_${op}${broadcast ? ' (b broadcast)' : ''} ----
 struct Sizes {
   n: u32,   // elements of a and out
@@ -34,7 +34,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   if (i >= Z.n) { return; }
   out[i] = a[i] ${op === 'add' ? '+' : op === 'mul' ? '*' : '-'} b[${broadcast ? 'i % Z.m' : 'i'}];
 }
-`;
+`);
 
 export function binary(ctx: GpuContext, op: BinaryOp, a: Tensor, b: Tensor, out?: Tensor): Tensor {
   if (a.size % b.size !== 0) throw new Error(`${op}: [${b.shape}] does not broadcast onto [${a.shape}]`);

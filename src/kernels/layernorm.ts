@@ -1,6 +1,6 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { assertShape, f32lit, grid1d } from './util.js';
+import { assertShape, f32lit, grid1d, memoWGSL } from './util.js';
 
 /**
  * LayerNorm over the last axis, as torch.nn.LayerNorm(C) / F.layer_norm: biased variance, eps
@@ -16,7 +16,7 @@ import { assertShape, f32lit, grid1d } from './util.js';
 
 const WG = 64;
 
-const layerNormWGSL = (rows: number, c: number, eps: number): string => /* wgsl */ `
+const layerNormWGSL = memoWGSL((rows: number, c: number, eps: number): string => /* wgsl */ `
 // ---- kernel: layer_norm (rows ${rows}, C ${c}) ----
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> weight: array<f32>;
@@ -53,7 +53,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     out[base + i] = ((x[base + i] - m0) - dm) * rstd * weight[i] + bias[i];
   }
 }
-`;
+`);
 
 /**
  * torch.nn.LayerNorm over the last axis.

@@ -1,6 +1,6 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { f32lit, grid1d } from './util.js';
+import { f32lit, grid1d, memoWGSL } from './util.js';
 
 /**
  * Matrix multiplies: `linear` (torch.nn.Linear with its bias, activation and residual fused into
@@ -129,7 +129,14 @@ function sizesData(z: Sizes): Uint32Array {
  * every shape shares the variant's one pipeline: on software WebGPU a pipeline takes a second or
  * more to compile, and a model has dozens of matmul shapes.
  */
-function matmulWGSL(p: KernelParams): string {
+type Variant = Pick<KernelParams, 'transB' | 'bias' | 'activation' | 'residual' | 'tile' | 'bF16'>;
+
+/** The variant's WGSL, built once (sizes and alpha are uniforms, so they are not part of it). */
+const variantWGSL = memoWGSL((v: Variant): string => matmulWGSL(v));
+const variantOf = (p: KernelParams): Variant =>
+  ({ transB: p.transB, bias: p.bias, activation: p.activation, residual: p.residual, tile: p.tile, bF16: p.bF16 });
+
+function matmulWGSL(p: Variant): string {
   const { wx, tm, tn } = p.tile;
   const BN = wx * tn;
 
@@ -216,7 +223,7 @@ function dispatch(ctx: GpuContext, p: KernelParams, a: Tensor, b: Tensor, bias: 
   if (residual) bindings.push(residual);
   bindings.push(out, ctx.uniform(sizesData(z)));
   ctx.run({
-    pipeline: ctx.pipeline(p.transB ? 'matmul_nt' : 'matmul_nn', matmulWGSL(p)),
+    pipeline: ctx.pipeline(p.transB ? 'matmul_nt' : 'matmul_nn', variantWGSL(variantOf(p))),
     bindings,
     workgroups: grid1d(z.total).workgroups,
   });

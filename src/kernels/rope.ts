@@ -1,6 +1,6 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { grid1d, MAX_GROUPS } from './util.js';
+import { grid1d, MAX_GROUPS, memoWGSL } from './util.js';
 
 /**
  * Axial rotary position encoding (RoPE) of the memory attention (`compute_axial_cis` and
@@ -93,7 +93,7 @@ const WG = 64;
  * every head with the same table entry. Divisions by a uniform are
  * scalarised on lavapipe, so this layout keeps them to two per invocation.
  */
-const ropeWGSL = (inPlace: boolean): string => {
+const ropeWGSL = memoWGSL((inPlace: boolean): string => {
   // (re + i im) * (cos + i sin) for the two pairs (x, y) and (z, w)
   const rot = 'vec4f(v.x * cs.x - v.y * cs.y, v.x * cs.y + v.y * cs.x, v.z * cs.z - v.w * cs.w, v.z * cs.w + v.w * cs.z)';
   return /* wgsl */ `
@@ -135,7 +135,7 @@ ${inPlace ? `  if (n >= Z.count) { return; }
   }`}
 }
 `;
-};
+});
 
 /**
  * Applies the axial rotary encoding to x [B, N, H*d] (or [N, H*d]), in place unless `out` is given.

@@ -1,6 +1,6 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { grid1d } from './util.js';
+import { grid1d, memoWGSL } from './util.js';
 
 /**
  * Softmax over the last axis, numerically stable (the row maximum is subtracted before exp).
@@ -27,7 +27,7 @@ export interface ColumnBias {
  * frame of keys on each of the first frames, and a pipeline compile per frame would cost more
  * than the frame.
  */
-const softmaxWGSL = (bias: boolean): string => {
+const softmaxWGSL = memoWGSL((bias: boolean): string => {
   // x[base + i] as the passes read it: plain, or with the bias on columns i < Z.NB
   const xi = bias ? (i: string): string => `(x[base + ${i}] + select(0.0, Z.BIAS, ${i} < Z.NB))` : (i: string): string => `x[base + ${i}]`;
   return /* wgsl */ `
@@ -62,7 +62,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   }
 }
 `;
-};
+});
 
 /** The uniform block `Sizes` of the kernel. */
 function sizesData(rows: number, n: number, bias?: ColumnBias): Uint32Array {

@@ -36,3 +36,23 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
   let i = (wid.y * nwg.x + wid.x) * ${wg}u + lid;
   if (i >= ${n}u) { return; }`;
+
+/**
+ * A WGSL generator made to return the same string object for the same arguments. Kernels are
+ * recorded hundreds of times per frame; building a few kilobytes of text each time, and hashing a
+ * fresh string for the context's pipeline lookup, cost more CPU than recording the dispatch. A
+ * memoised generator builds each variant once, and V8 keeps a string's hash with the string.
+ * Arguments must be JSON-serialisable (numbers, booleans, strings, plain objects).
+ */
+export function memoWGSL<A extends unknown[]>(build: (...args: A) => string): (...args: A) => string {
+  const cache = new Map<string, string>();
+  return (...args: A): string => {
+    const key = JSON.stringify(args);
+    let wgsl = cache.get(key);
+    if (wgsl === undefined) {
+      wgsl = build(...args);
+      cache.set(key, wgsl);
+    }
+    return wgsl;
+  };
+}

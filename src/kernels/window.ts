@@ -1,6 +1,6 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { grid1d } from './util.js';
+import { grid1d, memoWGSL } from './util.js';
 
 /**
  * Non-overlapping window attention's reshuffles, as the ViTDet-style backbone does them
@@ -17,7 +17,7 @@ const paddedGrid = (H: number, W: number, ws: number) => {
   return { Hp, Wp, nWh: Hp / ws, nWw: Wp / ws };
 };
 
-const partitionWGSL = (B: number, H: number, W: number, C: number, ws: number): string => {
+const partitionWGSL = memoWGSL((B: number, H: number, W: number, C: number, ws: number): string => {
   const { nWh, nWw } = paddedGrid(H, W, ws);
   const total = B * nWh * nWw * ws * ws * C;
   return /* wgsl */ `
@@ -41,9 +41,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   out[i] = select(0.0, x[select(0u, ((b * ${H}u + y) * ${W}u + xx) * ${C}u + c, inside)], inside);
 }
 `;
-};
+});
 
-const unpartitionWGSL = (B: number, H: number, W: number, C: number, ws: number, residual: boolean): string => {
+const unpartitionWGSL = memoWGSL((B: number, H: number, W: number, C: number, ws: number, residual: boolean): string => {
   const { nWh, nWw } = paddedGrid(H, W, ws);
   const total = B * H * W * C;
   return /* wgsl */ `
@@ -67,7 +67,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   out[i] = win[(w * ${ws * ws}u + t) * ${C}u + c]${residual ? ' + res[i]' : ''};
 }
 `;
-};
+});
 
 /** window_partition: x [B, H, W, C] -> windows [B*nWh*nWw, ws*ws, C], zero-padded to multiples of ws. */
 export function windowPartition(ctx: GpuContext, x: Tensor, ws: number): Tensor {

@@ -7,7 +7,10 @@
  * - the demo (demo/index.html) driven like a person would: load the weights, open the bedroom
  *   frames, click an object, track 8 frames; the screenshot is saved to test-output/demo.png.
  *   The demo draws on a WebGPU canvas (FrameMasks.draw); it shows in headless screenshots thanks
- *   to --use-vulkan=swiftshader (see CHROMIUM_ARGS in tests/browser/server.ts).
+ *   to --use-vulkan=swiftshader (see CHROMIUM_ARGS in tests/browser/server.ts);
+ * - live frames: the video predictor in streaming mode on a playing <video> (src/model/live.ts
+ *   `videoFrames`), and the GPU copy of live frames (`preprocessTexture`) checked against the
+ *   same frame's pixels read through a 2D canvas.
  */
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -16,6 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unpackBits, type GoldenRow } from '../src/golden/compare.js';
 import { loadCase } from '../src/golden/case.js';
 import { chromiumAvailable, CHROMIUM, launch, openPage, REPO, serve, SHARED, type Served } from './browser/server.js';
+import type { LiveResult } from './browser/live.js';
 import type { ParityRequest, ParityResult } from './browser/parity.js';
 
 const OUT = resolve(REPO, 'test-output');
@@ -169,4 +173,43 @@ describe('browser: the demo, driven like a person would', () => {
       await page.close();
     }
   }, 600_000);
+});
+
+describe('browser: live frames from a playing video element', () => {
+  it('tracks a click over 6 streamed frames of an mp4; the GPU frame copy reads the same pixels as a 2D canvas', async () => {
+    const { page, errors } = await openPage(browser, `${served.origin}/tests/browser/live.html`, () => {});
+    try {
+      await page.waitForFunction(() => typeof window.etamLive === 'function');
+      // dog.mp4: 1280x720 H.264, 30000/1001 fps, 289 frames
+      const r: LiveResult = await page.evaluate((q) => window.etamLive(q), {
+        video: '/shared/data/videos/dog.mp4', frames: 6, point: [640, 360] as [number, number], capture: 2,
+      });
+      console.log(`live video (${r.seconds.toFixed(1)} s, ${r.videoWidth}x${r.videoHeight} -> ${r.imageSize}):\n` +
+        r.frames.map((f) => `  frame ${f.frame} t=${(f.timestamp / 1e6).toFixed(3)} s logits ${f.min.toFixed(2)}..${f.max.toFixed(2)} ` +
+          `${(100 * f.positive).toFixed(1)}% > 0 (${f.ms.toFixed(0)} ms)`).join('\n') + '\n' +
+        r.pixels.map((p) => `  ${p.what} ${p.format} ${p.colorSpace}: max |texture - getImageData| ${p.maxAbsDiff.toExponential(2)}, ` +
+          `bytes mean ${p.byteMean.toFixed(1)} std ${p.byteStd.toFixed(1)}, tensor std ${p.tensorStd.toFixed(3)}`).join('\n'));
+      expect([r.videoWidth, r.videoHeight]).toEqual([1280, 720]);
+      // the prompted frame 0, then 1..6, each a different frame of the video
+      expect(r.frames.map((f) => f.frame)).toEqual([0, 1, 2, 3, 4, 5, 6]);
+      for (let i = 1; i < r.frames.length; i++) expect(r.frames[i]!.timestamp).toBeGreaterThan(r.frames[i - 1]!.timestamp);
+      for (const f of r.frames) {
+        expect(f.finite, `frame ${f.frame}`).toBe(true);
+        expect(f.max - f.min, `frame ${f.frame}`).toBeGreaterThan(1);
+      }
+      expect(r.frames[0]!.positive).toBeGreaterThan(0);
+      // copyExternalImageToTexture vs drawImage + getImageData: same bytes, same kernels
+      expect(r.pixels.map((p) => p.what.split(' ')[0])).toEqual(['VideoFrame', 'paused']);
+      for (const p of r.pixels) {
+        expect(p.gpuErrors, p.what).toEqual([]);
+        expect(p.maxAbsDiff, p.what).toBeLessThan(1e-5);
+        expect(p.byteStd, p.what).toBeGreaterThan(10); // a real picture, not a blank frame
+        expect(p.tensorStd, p.what).toBeGreaterThan(0.1);
+      }
+      expect(r.uncaptured).toEqual([]);
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  }, 120_000);
 });

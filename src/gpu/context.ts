@@ -200,11 +200,7 @@ export class GpuContext {
   /** Records one dispatch into the open command encoder (nothing runs until `flush`). */
   run(d: Dispatch): void {
     this.check();
-    const entries: GPUBindGroupEntry[] = d.bindings.map((b, i) => ({
-      binding: i,
-      resource: { buffer: b instanceof Tensor ? b.buffer : b },
-    }));
-    const bindGroup = this.device.createBindGroup({ layout: d.pipeline.getBindGroupLayout(0), entries });
+    const bindGroup = this.bindGroup(d.pipeline, d.bindings);
     if (!this.encoder) this.encoder = this.device.createCommandEncoder();
     if (!this.pass) this.pass = this.beginPass(this.encoder);
     this.pass.setPipeline(d.pipeline);
@@ -212,6 +208,38 @@ export class GpuContext {
     const [x, y = 1, z = 1] = d.workgroups;
     this.pass.dispatchWorkgroups(x, y, z);
     this.stats.dispatches++;
+  }
+
+  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 1;
+  private readonly bindGroups = new WeakMap<GPUComputePipeline, Map<string, GPUBindGroup>>();
+  private static readonly BIND_GROUPS_PER_PIPELINE = 256;
+
+  /**
+   * The bind group of these buffers for this pipeline. Tensors come from the buffer pool, so a
+   * model's frames bind the same buffers frame after frame: bind groups are kept (up to a few
+   * hundred per pipeline, then that pipeline's are dropped) instead of made per dispatch.
+   */
+  private bindGroup(pipeline: GPUComputePipeline, bindings: readonly (Tensor | GPUBuffer)[]): GPUBindGroup {
+    const buffers = bindings.map((b) => (b instanceof Tensor ? b.buffer : b));
+    let key = '';
+    for (const b of buffers) {
+      let id = this.bufferIds.get(b);
+      if (id === undefined) { id = this.nextBufferId++; this.bufferIds.set(b, id); }
+      key += `${id},`;
+    }
+    let groups = this.bindGroups.get(pipeline);
+    if (!groups) { groups = new Map(); this.bindGroups.set(pipeline, groups); }
+    let g = groups.get(key);
+    if (!g) {
+      if (groups.size >= GpuContext.BIND_GROUPS_PER_PIPELINE) groups.clear();
+      g = this.device.createBindGroup({
+        layout: pipeline.getBindGroupLayout(0),
+        entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+      });
+      groups.set(key, g);
+    }
+    return g;
   }
 
   /** Records a buffer-to-buffer copy. */

@@ -60,7 +60,28 @@ export async function* videoFrames(video: HTMLVideoElement, o: LiveOptions = {})
       if (!(await nextPresented(video as VideoWithCallback, o.signal))) return;
     }
     first = false;
-    yield new VideoFrame(video, { timestamp: Math.round(video.currentTime * 1e6) });
+    const frame = await capture(video, o.signal);
+    if (!frame) return;
+    yield frame;
+  }
+}
+
+/**
+ * A VideoFrame of the element's current picture. Right after loading (or a seek) an element can
+ * report data yet have no picture to copy (the constructor then throws InvalidStateError): wait
+ * for one, a few seconds at most.
+ */
+async function capture(video: HTMLVideoElement, signal?: AbortSignal): Promise<VideoFrame | null> {
+  const deadline = performance.now() + 5000;
+  for (;;) {
+    try {
+      return new VideoFrame(video, { timestamp: Math.round(video.currentTime * 1e6) });
+    } catch (e) {
+      if ((e as DOMException).name !== 'InvalidStateError') throw e;
+      if (performance.now() > deadline) throw new Error('videoFrames: the video element has no picture to capture (is it playing?)');
+    }
+    if (signal?.aborted) return null;
+    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 

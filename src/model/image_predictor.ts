@@ -72,6 +72,23 @@ export interface PredictResult {
   overlay?: Uint8ClampedArray;
 }
 
+/** What `decode` leaves on the GPU for B objects and M masks each (m = S/4). */
+export interface DecodedPrompts {
+  batch: number;
+  numMasks: number;
+  /** the decoder's low-res logits [B, M, m, m], unclamped and before any postprocessing */
+  lowRes: Tensor;
+  /** the same after hole filling / sprinkle removal (the same tensor when both are off) */
+  masks: Tensor;
+  /** predicted IoU [B, M] */
+  iou: Tensor;
+  /** the decoder's mask tokens and object score logits (see MaskDecoderOutput) */
+  samTokensOut: Tensor;
+  objectScoreLogits: Tensor;
+  /** releases every tensor above */
+  release(): void;
+}
+
 const DEFAULT_COLORS: (readonly [number, number, number])[] = [[30, 144, 255], [255, 64, 64], [64, 200, 64], [255, 200, 0]];
 
 /** Prompts in the SxS input frame, batched. */
@@ -280,24 +297,36 @@ export class ImagePredictor {
   }
 
   /**
-   * Decodes masks for the prompts. Throws (before any GPU work) on bad prompts; the predictor
-   * stays usable.
+   * The GPU half of `predict` (the official `_predict` up to its outputs, nothing read back): the
+   * prompt encoder and mask decoder on the prompts, then the hole / sprinkle postprocessing of the
+   * low-res logits when the predictor has it. `maskInput` may also be a tensor already on the GPU
+   * ([Bm, S/4, S/4], Bm = 1 or B), as the automatic mask generator's mask-to-mask refinement feeds
+   * back earlier logits. Throws (before any GPU work) on bad prompts. The caller releases the
+   * result (`release()`).
    */
-  async predict(o: PredictOptions = {}): Promise<PredictResult> {
-    const p = this.prepare(o);
+  decode(o: Omit<PredictOptions, 'maskInput'> & { maskInput?: Float32Array | Tensor } = {}): DecodedPrompts {
+    const maskTensor = o.maskInput !== undefined && !(o.maskInput instanceof Float32Array) ? o.maskInput : null;
+    const p = this.prepare({ ...o, maskInput: maskTensor ? undefined : (o.maskInput as Float32Array | undefined) });
     const ctx = this.ctx;
     const model = this.model;
     const pe = model.promptEncoder;
-    const [H, W] = this.origHW!;
     const m = pe.maskInputSize;
-    const B = p.batch;
+    let B = p.batch;
+    if (maskTensor) {
+      const Bm = maskTensor.size / (m * m);
+      if (!Number.isInteger(Bm) || Bm < 1) throw new Error(`ImagePredictor: maskInput [${maskTensor.shape}] is not 1 or B planes of ${m}x${m}`);
+      if (p.count === 0) B = Bm;
+      else if (Bm !== 1 && Bm !== B) throw new Error(`ImagePredictor: maskInput has ${Bm} planes for ${B} objects`);
+    }
 
     const sparse = p.count > 0
       ? pe.embedPoints({ coords: p.coords, labels: p.labels, batch: B, count: p.count }, true).data
       : new Float32Array(0);
     let dense: Tensor;
     let maskT: Tensor | null = null;
-    if (p.mask) {
+    if (maskTensor) {
+      dense = pe.embedMasks(maskTensor.reshape([maskTensor.size / (m * m), m, m, 1])); // [Bm, g, g, C]
+    } else if (p.mask) {
       maskT = ctx.upload(p.mask, [p.maskBatch, m, m, 1]);
       dense = pe.embedMasks(maskT); // [Bm, g, g, C]
     } else {
@@ -306,31 +335,54 @@ export class ImagePredictor {
     const out = model.maskDecoder.forward({
       imageEmbed: this.embed!, imagePe: pe.densePe, sparse, batch: B, dense, multimaskOutput: o.multimask ?? true,
     });
-    if (maskT) { maskT.release(); dense.release(); }
-    const M = out.masks.shape[1]!;
+    maskT?.release();
+    if (dense !== pe.noMaskEmbed) dense.release();
+    // postprocess_masks: holes / sprinkles on the low-res logits (before the resize, which callers do)
+    const masks = this.maxHoleArea > 0 || this.maxSprinkleArea > 0
+      ? postprocessLowRes(ctx, out.masks, { maxHoleArea: this.maxHoleArea, maxSprinkleArea: this.maxSprinkleArea, threshold: this.maskThreshold })
+      : out.masks; // [B, M, S/4, S/4]
+    return {
+      batch: B, numMasks: out.masks.shape[1]!, lowRes: out.masks, masks, iou: out.iouPred,
+      samTokensOut: out.samTokensOut, objectScoreLogits: out.objectScoreLogits,
+      release() {
+        if (masks !== out.masks) masks.release();
+        out.masks.release();
+        out.iouPred.release();
+        out.samTokensOut.release();
+        out.objectScoreLogits.release();
+      },
+    };
+  }
+
+  /**
+   * Decodes masks for the prompts. Throws (before any GPU work) on bad prompts; the predictor
+   * stays usable.
+   */
+  async predict(o: PredictOptions = {}): Promise<PredictResult> {
+    const d = this.decode(o);
+    const ctx = this.ctx;
+    const [H, W] = this.origHW!;
+    const m = this.model.promptEncoder.maskInputSize;
+    const B = d.batch;
+    const out = { masks: d.lowRes, iouPred: d.iou };
+    const M = d.numMasks;
 
     // what to read back, packed into one buffer
     const parts: { name: string; t: Tensor; words: number }[] = [{ name: 'ious', t: out.iouPred, words: B * M }];
     const wantMasks = o.returnMasks ?? true;
     let full: Tensor | null = null;
     if (wantMasks || o.overlay || o.draw) {
-      // postprocess_masks: holes / sprinkles on the low-res logits, then the resize. The low-res
-      // logits returned stay the unprocessed ones, as the official _predict returns them.
-      const post = this.maxHoleArea > 0 || this.maxSprinkleArea > 0
-        ? postprocessLowRes(ctx, out.masks, { maxHoleArea: this.maxHoleArea, maxSprinkleArea: this.maxSprinkleArea, threshold: this.maskThreshold })
-        : out.masks; // [B, M, S/4, S/4]
+      // The low-res logits returned stay the unprocessed ones, as the official _predict returns them.
+      const post = d.masks; // [B, M, S/4, S/4], after holes / sprinkles
       if (wantMasks || o.overlay) full = resizeBilinear(ctx, post, H, W); // [B, M, H, W] (from unclamped logits)
       if (o.draw) {
         // each object's mask with the highest predicted IoU, [B, S/4, S/4], drawn on the GPU
-        const best = pickBestMask(ctx, post, out.iouPred, out.samTokensOut, out.objectScoreLogits, { gateOnScore: false });
+        const best = pickBestMask(ctx, post, d.iou, d.samTokensOut, d.objectScoreLogits, { gateOnScore: false });
         drawMasks(ctx, { threshold: this.maskThreshold, ...o.draw, logits: best.lowRes });
         best.lowRes.release();
         best.token.release();
       }
-      if (post !== out.masks) post.release();
     }
-    out.samTokensOut.release();
-    out.objectScoreLogits.release();
     if (o.returnLowRes ?? true) {
       parts.push({ name: 'lowres', t: unary(ctx, out.masks, { clamp: [-32, 32] }), words: B * M * m * m });
     }
@@ -355,8 +407,7 @@ export class ImagePredictor {
     packed.release();
     for (const q of parts) if (q.t !== out.iouPred && q.t !== full) q.t.release();
     full?.release();
-    out.masks.release();
-    out.iouPred.release();
+    d.release();
 
     const res: PredictResult = { batch: B, numMasks: M, width: W, height: H, ious: new Float32Array(0), lowResSize: m };
     off = 0;

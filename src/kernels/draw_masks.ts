@@ -173,3 +173,114 @@ export function drawMasks(ctx: GpuContext, o: DrawMasksOptions): void {
   ctx.device.queue.submit([enc.finish()]);
   ctx.stats.submits++;
 }
+
+// ------------------------------------------------------------------------------------------------
+// a label map (every mask of "segment everything" at once)
+
+export interface DrawLabelsOptions {
+  /** u32 [H, W]: 0 for no mask, else 1 + the mask drawn there (mask_bits.ts labelMap) */
+  labels: Tensor;
+  height: number;
+  width: number;
+  /** the texture drawn into (RENDER_ATTACHMENT usage); label pixels are picked nearest when sizes differ */
+  target: GPUTexture;
+  /** the image to draw the masks over; without it the background is transparent */
+  image?: GPUTexture;
+  /** opacity of the masks (default 0.5) */
+  alpha?: number;
+}
+
+/**
+ * The colour of label L: hues a golden-ratio turn apart (L * 0.618...), so that any run of labels
+ * gets clearly different colours however many there are.
+ */
+export function labelColor(label: number): [number, number, number] {
+  const h = (label * 0.6180339887498949) % 1, s = 0.7, v = 0.95;
+  const k = (n: number) => (n + h * 6) % 6;
+  const c = (n: number) => v - v * s * Math.max(0, Math.min(k(n), 4 - k(n), 1));
+  return [Math.round(c(5) * 255), Math.round(c(3) * 255), Math.round(c(1) * 255)];
+}
+
+const drawLabelsWGSL = (withImage: boolean): string => /* wgsl */ `
+// ---- shader: draw_labels${withImage ? ' (over an image)' : ''} ----
+struct Params { size: vec4u, f: vec4f }   // (H, W, target H, target W), (alpha, -, -, -)
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> labels: array<u32>;
+${withImage ? `@group(0) @binding(2) var image: texture_2d<f32>;
+@group(0) @binding(3) var image_sampler: sampler;` : ''}
+@vertex
+fn vs(@builtin(vertex_index) i: u32) -> @builtin(position) vec4f {
+  let p = vec2f(f32((i << 1u) & 2u), f32(i & 2u));
+  return vec4f(p * 2.0 - 1.0, 0.0, 1.0);
+}
+// labelColor's hue wheel (HSV, s = 0.7, v = 0.95)
+fn color_of(label: u32) -> vec3f {
+  let h = fract(f32(label) * 0.6180339887498949);
+  let k = (vec3f(5.0, 3.0, 1.0) + h * 6.0) % vec3f(6.0);
+  return 0.95 - 0.95 * 0.7 * clamp(min(k, 4.0 - k), vec3f(0.0), vec3f(1.0));
+}
+@fragment
+fn fs(@builtin(position) pos: vec4f) -> @location(0) vec4f {
+  let x = min(u32(pos.x * f32(P.size.y) / f32(P.size.w)), P.size.y - 1u);
+  let y = min(u32(pos.y * f32(P.size.x) / f32(P.size.z)), P.size.x - 1u);
+  let label = labels[y * P.size.y + x];
+  let a = P.f.x;
+${withImage ? `
+  let under = textureSampleLevel(image, image_sampler, pos.xy / vec2f(f32(P.size.w), f32(P.size.z)), 0.0);
+  if (label == 0u) { return under; }
+  return vec4f(mix(under.rgb, color_of(label), a), under.a);` : `
+  if (label == 0u) { return vec4f(0.0); }
+  return vec4f(color_of(label), a);`}
+}
+`;
+
+const labelPipelines = new WeakMap<GPUDevice, Map<string, GPURenderPipeline>>();
+
+/**
+ * Draws a label map into `target` (replacing its contents): each label in its own colour
+ * (`labelColor`), blended over `image`. Submits the context's recorded work first.
+ */
+export function drawLabels(ctx: GpuContext, o: DrawLabelsOptions): void {
+  const { labels, target, image, height, width } = o;
+  if (labels.size < height * width || !(height > 0 && width > 0)) throw new Error(`drawLabels: [${labels.shape}] does not hold ${height}x${width} labels`);
+  const alpha = o.alpha ?? 0.5;
+  if (!(alpha >= 0 && alpha <= 1)) throw new Error(`drawLabels: alpha ${alpha} is not in [0, 1]`);
+  let cache = labelPipelines.get(ctx.device);
+  if (!cache) labelPipelines.set(ctx.device, (cache = new Map()));
+  const key = `${target.format}:${image !== undefined}`;
+  let pipeline = cache.get(key);
+  if (!pipeline) {
+    const module = ctx.device.createShaderModule({ label: 'draw_labels', code: drawLabelsWGSL(image !== undefined) });
+    pipeline = ctx.device.createRenderPipeline({
+      label: 'draw_labels', layout: 'auto',
+      vertex: { module, entryPoint: 'vs' },
+      fragment: { module, entryPoint: 'fs', targets: [{ format: target.format }] },
+      primitive: { topology: 'triangle-list' },
+    });
+    cache.set(key, pipeline);
+    ctx.stats.pipelinesCompiled++;
+  }
+  const params = ctx.uniform(new Uint32Array([height, width, target.height, target.width, f32bits(alpha), 0, 0, 0]));
+  const entries: GPUBindGroupEntry[] = [
+    { binding: 0, resource: { buffer: params } },
+    { binding: 1, resource: { buffer: labels.buffer } },
+  ];
+  if (image) {
+    entries.push({ binding: 2, resource: image.createView() });
+    let sampler = samplers.get(ctx.device);
+    if (!sampler) samplers.set(ctx.device, (sampler = ctx.device.createSampler({ magFilter: 'linear', minFilter: 'linear' })));
+    entries.push({ binding: 3, resource: sampler });
+  }
+  const bindGroup = ctx.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+  ctx.flush();
+  const enc = ctx.device.createCommandEncoder({ label: 'draw_labels' });
+  const pass = enc.beginRenderPass({
+    colorAttachments: [{ view: target.createView(), loadOp: 'clear', clearValue: [0, 0, 0, 0], storeOp: 'store' }],
+  });
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, bindGroup);
+  pass.draw(3);
+  pass.end();
+  ctx.device.queue.submit([enc.finish()]);
+  ctx.stats.submits++;
+}

@@ -10,7 +10,7 @@ import { loadCase } from '../src/golden/case.js';
 import { resizeBilinearCpu } from '../src/kernels/mask_ops.js';
 import { EfficientTAM } from '../src/model/efficienttam.js';
 import { ImagePredictor } from '../src/model/image_predictor.js';
-import { gpu, maxAbs, maxAbsDiff, randomImage } from './helpers.js';
+import { gpu, maxAbs, maxAbsDiff, postprocessCpu, randomImage } from './helpers.js';
 
 const DIR = resolve(__dirname, '../../shared/golden/tiny');
 const W = 96, H = 72;
@@ -23,42 +23,6 @@ beforeAll(async () => {
 });
 
 const image = () => randomImage(W, H, 11);
-
-/** Component areas (8-connected) of the pixels where `fg`, 0 elsewhere: a sequential union-find. */
-function areasCpu(fg: (i: number) => boolean, h: number, w: number): Int32Array {
-  const parent = Int32Array.from({ length: h * w }, (_, i) => i);
-  const find = (a: number): number => {
-    while (parent[a] !== a) { parent[a] = parent[parent[a]!]!; a = parent[a]!; }
-    return a;
-  };
-  const unite = (a: number, b: number) => { const ra = find(a), rb = find(b); if (ra !== rb) parent[Math.max(ra, rb)] = Math.min(ra, rb); };
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
-    const i = y * w + x;
-    if (!fg(i)) continue;
-    for (const [dy, dx] of [[-1, -1], [-1, 0], [-1, 1], [0, -1]] as const) {
-      const yy = y + dy, xx = x + dx;
-      if (yy >= 0 && xx >= 0 && xx < w && fg(yy * w + xx)) unite(i, yy * w + xx);
-    }
-  }
-  const count = new Int32Array(h * w);
-  for (let i = 0; i < h * w; i++) if (fg(i)) count[find(i)]!++;
-  return Int32Array.from({ length: h * w }, (_, i) => (fg(i) ? count[find(i)]! : 0));
-}
-
-/** postprocess_masks on planes of low-res logits, before the resize (threshold 0). */
-function postprocessCpu(x: Float32Array, h: number, w: number, maxHole: number, maxSprinkle: number): Float32Array {
-  const out = x.slice();
-  for (let p = 0; p < x.length / (h * w); p++) {
-    const o = p * h * w;
-    const holes = areasCpu((i) => x[o + i]! <= 0, h, w);
-    const sprinkles = areasCpu((i) => x[o + i]! > 0, h, w); // from the input, as the official code
-    for (let i = 0; i < h * w; i++) {
-      if (maxHole > 0 && holes[i]! > 0 && holes[i]! <= maxHole) out[o + i] = 10;
-      if (maxSprinkle > 0 && sprinkles[i]! > 0 && sprinkles[i]! <= maxSprinkle) out[o + i] = -10;
-    }
-  }
-  return out;
-}
 
 describe('ImagePredictor hole / sprinkle postprocessing', () => {
   it('validates the areas', () => {

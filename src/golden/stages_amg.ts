@@ -3,19 +3,16 @@
  * case's image, `amg.RUN.*` (RUN = grid, crops), with the settings of the file's metadata key
  * `amg` (see /work/shared/golden/README.md and tools/golden/make_golden.py).
  *
- * Rows: `count`; per record, in the reference's order: `masks_bits` (the binary-mask rule, with our
- * logits at the image's size: the record's low-res logits upsampled to its crop on the CPU),
+ * Rows: `count`; per record, in the reference's order: `masks_bits` (the binary-mask rule: where our
+ * mask differs, our logit there, from the record's low-res logits upsampled to its crop on the CPU),
  * `bbox`, `predicted_iou`, `stability_score`, `point_coords`, `crop_box` (the float bound), and
  * `area` (within the pixels the mask rule let differ in that record). A count that differs fails
  * every per-record row (they cannot be paired).
  */
-import { resizeBilinearCpu } from '../kernels/mask_ops.js';
 import { AutomaticMaskGenerator, type AutomaticMaskGeneratorOptions, type MaskRecord } from '../model/automatic_mask_generator.js';
 import { unpackBits, type FloatRow } from './compare.js';
 import type { CaseData, GoldenStage } from './case.js';
 import { caseModel, findDataFile } from './stages.js';
-
-const FIELDS = ['masks_bits', 'bbox', 'area', 'predicted_iou', 'stability_score', 'point_coords', 'crop_box'] as const;
 
 /** The runs of the case: tag -> the official keyword arguments (snake_case). */
 export function amgRuns(c: CaseData): Record<string, Record<string, unknown>> {
@@ -39,16 +36,40 @@ const caseAntialias = (c: CaseData): boolean => !String(c.config?._target_ ?? ''
 
 /** Per case and run: our records' masks compared pixel by pixel, for the area rule. */
 const differing = new WeakMap<CaseData, Map<string, number[]>>();
-const ours = new WeakMap<CaseData, Map<string, MaskRecord[]>>();
 
-/** Our logits at the image's size for a record: its low-res logits upsampled to its crop, -inf outside. */
-function recordLogits(r: MaskRecord, H: number, W: number): Float32Array {
+/**
+ * Our logit at image pixel (y, x) for a record: its low-res logits upsampled to its crop, on the
+ * CPU with resizeBilinearCpu's arithmetic (-inf outside the crop).
+ */
+function pixelLogit(r: MaskRecord, y: number, x: number): number {
   const low = r.lowResLogits!;
   const m = Math.round(Math.sqrt(low.length));
   const [x0, y0, cw, ch] = r.cropBox;
-  const up = resizeBilinearCpu(low, 1, m, m, ch, cw);
-  const out = new Float32Array(H * W).fill(-Infinity);
-  for (let y = 0; y < ch; y++) out.set(up.subarray(y * cw, (y + 1) * cw), (y0 + y) * W + x0);
+  if (x < x0 || y < y0 || x >= x0 + cw || y >= y0 + ch) return -Infinity;
+  const f = Math.fround;
+  const sh = f(m / ch), sw = f(m / cw);
+  const oy = y - y0, ox = x - x0;
+  const ry = Math.max(f(f(sh * f(oy + 0.5)) - 0.5), 0), rx = Math.max(f(f(sw * f(ox + 0.5)) - 0.5), 0);
+  const ya = Math.floor(ry), xa = Math.floor(rx);
+  const yb = Math.min(ya + 1, m - 1), xb = Math.min(xa + 1, m - 1);
+  const ly1 = f(ry - ya), lx1 = f(rx - xa), ly0 = f(1 - ly1), lx0 = f(1 - lx1);
+  const at = (yy: number, xx: number) => low[yy * m + xx]!;
+  return f(f(ly0 * f(f(lx0 * at(ya, xa)) + f(lx1 * at(ya, xb)))) + f(ly1 * f(f(lx0 * at(yb, xa)) + f(lx1 * at(yb, xb)))));
+}
+
+/**
+ * "Our logits" for the mask rule: +1 / -1 by our mask where it agrees with the reference (only the
+ * differing pixels' logits are looked at), the upsampled logit where it differs.
+ */
+function maskLogits(records: MaskRecord[], ref: Uint8Array | null, H: number, W: number): Float32Array {
+  const out = new Float32Array(records.length * H * W);
+  records.forEach((r, i) => {
+    const mask = r.segmentation as Uint8Array;
+    for (let p = 0; p < H * W; p++) {
+      const o = i * H * W + p;
+      out[o] = ref && mask[p] !== ref[o] ? pixelLogit(r, Math.floor(p / W), p % W) : mask[p] ? 1 : -1;
+    }
+  });
   return out;
 }
 
@@ -62,34 +83,28 @@ export const amgStage: GoldenStage = {
     const { width: W, height: H } = image;
     const refs = c.tensors.names();
     const diffs = new Map<string, number[]>();
-    const recs = new Map<string, MaskRecord[]>();
     differing.set(c, diffs);
-    ours.set(c, recs);
     for (const [tag, kw] of Object.entries(amgRuns(c))) {
       const key = (k: string) => `amg.${tag}.${k}`;
       if (!refs.includes(key('count'))) continue;
       const gen = new AutomaticMaskGenerator(model, { ...amgOptions(kw), outputMode: 'binary_mask', antialias: caseAntialias(c) });
       const records = await gen.generate(image, { returnLowRes: true });
-      recs.set(tag, records);
       yield [key('count'), Float32Array.of(records.length)] as [string, Float32Array];
       if (!refs.includes(key('masks_bits'))) continue;
       const n = records.length;
       // the mask rule's differing pixels per record, for the area row (when the counts agree)
       const refCount = c.tensors.getF32(key('count'))[0]!;
+      let ref: Uint8Array | null = null;
       if (n === refCount) {
-        const shape = c.tensors.info(key('masks_bits')).shape;
-        const ref = unpackBits(c.tensors.getRaw(key('masks_bits')) as Uint8Array, [n, H, W]);
-        void shape;
+        ref = unpackBits(c.tensors.getRaw(key('masks_bits')) as Uint8Array, [n, H, W]);
         diffs.set(tag, records.map((r, i) => {
           const mask = r.segmentation as Uint8Array;
           let d = 0;
-          for (let p = 0; p < H * W; p++) if (mask[p] !== ref[i * H * W + p]) d++;
+          for (let p = 0; p < H * W; p++) if (mask[p] !== ref![i * H * W + p]) d++;
           return d;
         }));
       }
-      const logits = new Float32Array(n * H * W);
-      records.forEach((r, i) => logits.set(recordLogits(r, H, W), i * H * W));
-      yield [key('masks_bits'), logits] as [string, Float32Array];
+      yield [key('masks_bits'), maskLogits(records, ref, H, W)] as [string, Float32Array];
       const flat = (get: (r: MaskRecord) => number[]) => Float32Array.from(records.flatMap(get));
       yield [key('bbox'), flat((r) => r.bbox)] as [string, Float32Array];
       yield [key('area'), flat((r) => [r.area])] as [string, Float32Array];
@@ -119,4 +134,3 @@ export const amgStage: GoldenStage = {
   },
 };
 
-export { FIELDS as AMG_FIELDS };

@@ -2,6 +2,7 @@
  * `etam`: EfficientTAM from the terminal.
  *
  *   etam segment IMAGE --weights W --point x,y ... | --box ... --out DIR
+ *   etam everything IMAGE --weights W --out DIR [--points-per-side N ...]
  *   etam track (FRAMES_DIR | VIDEO.mp4) --weights W --object 'frame=0 point=x,y' ... --out DIR
  *   etam convert IN.pt OUT.safetensors [--f16]
  *   etam info WEIGHTS
@@ -14,6 +15,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CliError, helpText, parseArgs, type CommandSpec, type ParsedArgs } from './args.js';
 import { CONVERT, convert } from './convert.js';
+import { EVERYTHING, everything } from './everything.js';
 import { INFO, info } from './info.js';
 import { SEGMENT, segment } from './segment.js';
 import { TRACK, track } from './track.js';
@@ -26,6 +28,7 @@ export interface Output {
 
 const COMMANDS: { spec: CommandSpec; run: (p: ParsedArgs, out: Output) => Promise<number> }[] = [
   { spec: SEGMENT, run: segment },
+  { spec: EVERYTHING, run: everything },
   { spec: TRACK, run: track },
   { spec: CONVERT, run: convert },
   { spec: INFO, run: info },

@@ -11,14 +11,19 @@
  *
  * Why this shape: the official code upsamples every candidate to the crop's full resolution
  * (points_per_batch x 3 masks of up to megapixels each) just to count pixels. Here the upsampled
- * logits are never stored. A workgroup takes 256 low-res cells of one mask; the output pixels whose
- * bilinear source cell is (j, i) are a rectangle (the source index is monotone in the output index;
- * its bounds come from `cellTables`, made with the same arithmetic), and every one of them is a
- * convex combination of the cell's four corner logits. So a cell whose corners are all above (or
- * all at or below) a threshold, by more than the rounding of the interpolation, counts its whole
- * rectangle at once; only cells the mask's edge crosses are evaluated pixel by pixel, with exactly
- * the arithmetic of `resizeBilinear` (so the counts and boxes are those of the masks the generator
- * outputs). Per-workgroup partial sums go to a buffer that one thread per mask adds up (no atomics,
+ * logits are never stored. An invocation takes 8 output rows and one low-res column i: the pixels
+ * of a row whose bilinear source column is i are a run (the source index is monotone in the
+ * output index; the runs' bounds come from `cellTables`, made with the same arithmetic), and each
+ * of them is a convex combination of the row's two vertically interpolated values at columns i and
+ * i + 1. So a run whose two ends are both above (or both at or below) a threshold, by more than the
+ * rounding of the interpolation, is counted at once; in a run that the mask's edge crosses, a pixel
+ * is decided by that linear form too unless it lies within the rounding of a threshold, where the
+ * exact arithmetic of `resizeBilinear` decides (so the counts and boxes are those of the masks the
+ * generator outputs). Runs are short (the upsampling factor:
+ * about 15 pixels for a 512 model's 128x128 logits on a 1920-pixel-wide photo) and many, so the
+ * work spreads evenly over the invocations (whole low-res cells per invocation left a few
+ * invocations with thousands of pixels each when the factor is large).
+ * Per-workgroup partial sums go to a buffer that one thread per mask adds up (no atomics,
  * the same result on every run); that pass also applies the filters, the stability test exactly as
  * float32(I / U) >= thresh (ratio.ts).
  *
@@ -32,6 +37,8 @@ import { MUL_WIDE_WGSL, ratioTest, ratioTestWGSL } from './ratio.js';
 import { grid1d, memoWGSL } from './util.js';
 
 const WG = 256;
+/** output rows per invocation of the partial sums */
+const ROWS = 8;
 /** u32 words per candidate in the stats buffer */
 export const STATS_WORDS = 8;
 
@@ -104,14 +111,14 @@ export function cellTables(ctx: GpuContext, m: number, h: number, w: number): Te
 const partialsWGSL = memoWGSL((iouMin: number | null) => /* wgsl */ `
 // ---- kernel: amg_mask_stats_partials ----
 struct Params {
-  planes: u32, m: u32, groups: u32, _p: u32,
+  planes: u32, m: u32, groups: u32, h: u32,   // masks, low-res side, workgroups per mask, crop height
   thr: vec4f,     // (t + offset, t - offset, t, -) as float32
   scale: vec4f,   // (m / h, m / w, -, -)
 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> planes: array<f32>;     // [planes, m, m]
 @group(0) @binding(2) var<storage, read> iou: array<f32>;        // [planes]
-@group(0) @binding(3) var<storage, read> start: array<u32>;      // cellTables
+@group(0) @binding(3) var<storage, read> start: array<u32>;      // cellTables (columns from m + 1)
 @group(0) @binding(4) var<storage, read_write> partials: array<u32>; // [planes, groups, 8]
 var<workgroup> counts: array<vec4u, ${WG}>;
 var<workgroup> boxes: array<vec4u, ${WG}>;
@@ -124,43 +131,54 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   if (p >= P.planes) { return; }
   let m = P.m;
   let base = p * m * m;
-  let cell = (wg % P.groups) * ${WG}u + lid;
+  // this invocation: output rows oy0 .. oy0 + ${ROWS - 1}, the pixels of each whose source column is i
+  let seg = (wg % P.groups) * ${WG}u + lid;
+  let oy0 = (seg / m) * ${ROWS}u;
+  let i = seg % m;
   // masks the IoU filter drops are not counted (their stats are never used)
   let score = iou[p];
-  let live = cell < m * m${iouMin === null ? '' : ` && score >= ${f32lit(iouMin)}`};
+  let live = oy0 < P.h${iouMin === null ? '' : ` && score >= ${f32lit(iouMin)}`};
   var c = vec4u(0u);                                   // (I, U, area, -)
   var b = vec4u(0xffffffffu, 0xffffffffu, 0u, 0u);     // (x0, y0, x1, y1) of logit > t
-  if (live) {
-    let j = cell / m;
-    let i = cell % m;
-    let r0 = start[j];
-    let r1 = start[j + 1u];
-    let c0 = start[m + 1u + i];
-    let c1 = start[m + 1u + i + 1u];
-    if (r1 > r0 && c1 > c0) {
-      let j1 = min(j + 1u, m - 1u);
-      let i1 = min(i + 1u, m - 1u);
-      let v00 = planes[base + j * m + i];
-      let v01 = planes[base + j * m + i1];
-      let v10 = planes[base + j1 * m + i];
-      let v11 = planes[base + j1 * m + i1];
-      let lo = min(min(v00, v01), min(v10, v11));
-      let hi = max(max(v00, v01), max(v10, v11));
-      // the interpolation's rounding stays far inside 2^-20 of the largest corner
-      let slack = max(abs(lo), abs(hi)) * (1.0 / 1048576.0);
+  let c0 = start[m + 1u + i];
+  let c1 = start[m + 1u + i + 1u];
+  if (live && c1 > c0) {
+    let i1 = min(i + 1u, m - 1u);
+    for (var oy = oy0; oy < min(oy0 + ${ROWS}u, P.h); oy++) {
+      let ry = src_index(oy, P.scale.x);
+      let y0 = u32(ry);
+      let y1 = min(y0 + 1u, m - 1u);
+      let ly1 = ry - f32(y0);
+      let ly0 = 1.0 - ly1;
+      let a = planes[base + y0 * m + i];
+      let bb = planes[base + y0 * m + i1];
+      let cc = planes[base + y1 * m + i];
+      let d = planes[base + y1 * m + i1];
+      // every pixel of the run is lx0 * left + lx1 * right (up to rounding)
+      let left = ly0 * a + ly1 * cc;
+      let right = ly0 * bb + ly1 * d;
+      let lo = min(left, right);
+      let hi = max(left, right);
+      // the interpolation's rounding (exact formula or linear form) stays far inside 2^-18 of the
+      // largest corner (a few ulps: 2^-22)
+      let slack = max(max(abs(a), abs(bb)), max(abs(cc), abs(d))) * (1.0 / 262144.0);
       let above = vec3<bool>(lo - slack > P.thr.x, lo - slack > P.thr.y, lo - slack > P.thr.z);
       let below = vec3<bool>(hi + slack <= P.thr.x, hi + slack <= P.thr.y, hi + slack <= P.thr.z);
       if (all(above | below)) {
-        let n = (r1 - r0) * (c1 - c0);
-        c = vec4u(select(0u, n, above.x), select(0u, n, above.y), select(0u, n, above.z), 0u);
-        if (above.z) { b = vec4u(c0, r0, c1 - 1u, r1 - 1u); }
+        let n = c1 - c0;
+        c += vec4u(select(0u, n, above.x), select(0u, n, above.y), select(0u, n, above.z), 0u);
+        if (above.z) { b = vec4u(min(b.x, c0), min(b.y, oy), max(b.z, c1 - 1u), max(b.w, oy)); }
       } else {
-        for (var oy = r0; oy < r1; oy++) {
-          for (var ox = c0; ox < c1; ox++) {
-            let v = upsampled(base, oy, ox, m, P.scale.x, P.scale.y);
-            c += vec4u(select(0u, 1u, v > P.thr.x), select(0u, 1u, v > P.thr.y), select(0u, 1u, v > P.thr.z), 0u);
-            if (v > P.thr.z) { b = vec4u(min(b.x, ox), min(b.y, oy), max(b.z, ox), max(b.w, oy)); }
-          }
+        // the run's linear form decides a pixel unless it is within the slack of a threshold,
+        // where the exact arithmetic decides
+        let thr = vec3f(P.thr.x, P.thr.y, P.thr.z);
+        for (var ox = c0; ox < c1; ox++) {
+          let lx1 = src_index(ox, P.scale.y) - f32(i);
+          let est = left + (right - left) * lx1;
+          var v = est;
+          if (any(abs(vec3f(est) - thr) <= vec3f(slack))) { v = upsampled(base, oy, ox, m, P.scale.x, P.scale.y); }
+          c += vec4u(select(0u, 1u, v > P.thr.x), select(0u, 1u, v > P.thr.y), select(0u, 1u, v > P.thr.z), 0u);
+          if (v > P.thr.z) { b = vec4u(min(b.x, ox), min(b.y, oy), max(b.z, ox), max(b.w, oy)); }
         }
       }
     }
@@ -279,11 +297,11 @@ export function maskStats(ctx: GpuContext, planes: Tensor, iou: Tensor, tables: 
   const [x0, y0, x1, y1] = o.crop;
   const h = y1 - y0, w = x1 - x0;
   const f = Math.fround;
-  const groups = Math.ceil((m * m) / WG);
+  const groups = Math.ceil((Math.ceil(h / ROWS) * m) / WG);
   const iouMin = o.predIouThresh > 0 ? f32Above(o.predIouThresh) : null;
   const partials = ctx.empty([P * groups * 8]);
   const p1 = ctx.uniform(new Uint32Array([
-    P, m, groups, 0,
+    P, m, groups, h,
     f32bits(f(o.maskThreshold + o.stabilityScoreOffset)), f32bits(f(o.maskThreshold - o.stabilityScoreOffset)), f32bits(f(o.maskThreshold)), 0,
     f32bits(f(m / h)), f32bits(f(m / w)), 0, 0,
   ]));

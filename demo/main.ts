@@ -7,7 +7,9 @@
  *      video, in name order) or the webcam;
  *   3. click (positive), shift/right-click (negative) or drag a box on the shown frame to prompt an
  *      object; "Track" propagates every object forwards from the shown frame, drawing the masks
- *      in one colour per object as it goes, with per-frame timings.
+ *      in one colour per object as it goes, with per-frame timings;
+ *   4. "Segment everything": the automatic mask generator on the shown frame, every mask in its own
+ *      colour (drawn on the GPU from the generator's masks, over the frame texture).
  *
  * The webcam goes through the library's live source (videoFrames) in the predictor's streaming
  * mode: frame 0 is the image taken when you first click, and tracking takes the newest camera
@@ -17,10 +19,11 @@
  * copied into a texture (copyExternalImageToTexture from an ImageBitmap) and FrameMasks.draw blends
  * the masks over it from the low-res logits; no mask is read back. The FrameMasks of recent frames
  * are kept (on the GPU) for redisplay with the slider. Prompts are drawn on a 2D canvas on top.
- * State for tests: <body data-model="ready" data-source="ready" data-tracked="N" data-busy="0|1">.
+ * State for tests: <body data-model="ready" data-source="ready" data-tracked="N" data-busy="0|1"
+ * data-everything="N masks" data-covered="fraction of the frame under some mask">.
  */
 import {
-  detectVariant, EfficientTAM, GpuContext, loadWeights, MAX_DRAW_COLORS, validateConfig, VideoPredictor, videoFrames, WebGPUUnavailableError,
+  AutomaticMaskGenerator, detectVariant, EfficientTAM, GpuContext, loadWeights, MAX_DRAW_COLORS, validateConfig, VideoPredictor, videoFrames, WebGPUUnavailableError,
   type EfficientTAMConfig, type FrameMasks, type ImageSource, type VideoPredictorOptions,
 } from 'efficienttam-webgpu';
 
@@ -53,6 +56,10 @@ const frameLabel = $<HTMLSpanElement>('frameLabel');
 const objectsEl = $<HTMLSpanElement>('objects');
 const trackBtn = $<HTMLButtonElement>('track');
 const stopBtn = $<HTMLButtonElement>('stop');
+const everythingBtn = $<HTMLButtonElement>('everything');
+const cancelEverythingBtn = $<HTMLButtonElement>('cancelEverything');
+const everythingProgress = $<HTMLProgressElement>('everythingProgress');
+const everythingStatus = $<HTMLDivElement>('everythingStatus');
 const view = marks.getContext('2d')!;
 
 const state = (k: string, v: string | number) => { document.body.dataset[k] = String(v); };
@@ -223,6 +230,7 @@ function setBusy(b: boolean): void {
   state('busy', b ? 1 : 0);
   canvas.classList.toggle('disabled', b || !predictor);
   trackBtn.disabled = b || !predictor || objects.every((o) => o.prompts.size === 0);
+  everythingBtn.disabled = b || !model || !frames;
 }
 
 function renderObjects(): void {
@@ -340,22 +348,29 @@ function drawFrame(f: Frame, frame: number): void {
   const target = gpuCanvas.getCurrentTexture();
   const fm = masksByFrame.get(frame);
   if (fm) {
-    if (!frameTex || frameTex.width !== f.width || frameTex.height !== f.height) {
-      frameTex?.destroy();
-      frameTex = device.createTexture({
-        label: 'demo frame',
-        size: [f.width, f.height],
-        format: target.format, // a copy straight into the canvas stays possible
-        usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST | GPUTextureUsage.RENDER_ATTACHMENT,
-      });
-    }
-    device.queue.copyExternalImageToTexture({ source: f.bitmap }, { texture: frameTex }, [f.width, f.height]);
+    const image = frameTexture(f, target.format);
     const colors = fm.objIds.slice(0, MAX_DRAW_COLORS).map((id) => objects.find((o) => o.id === id)?.color ?? COLORS[(id - 1) % COLORS.length]!);
-    fm.draw(target, { image: frameTex, colors, alpha: ALPHA });
+    fm.draw(target, { image, colors, alpha: ALPHA });
   } else {
     device.queue.copyExternalImageToTexture({ source: f.bitmap }, { texture: target }, [f.width, f.height]);
   }
   drawPrompts(frame, f.width);
+}
+
+/** The frame as a texture the masks are drawn over (the texture is kept and reused). */
+function frameTexture(f: Frame, format: GPUTextureFormat): GPUTexture {
+  const device = ctx!.device;
+  if (!frameTex || frameTex.width !== f.width || frameTex.height !== f.height || frameTex.format !== format) {
+    frameTex?.destroy();
+    frameTex = device.createTexture({
+      label: 'demo frame',
+      size: [f.width, f.height],
+      format, // a copy straight into the canvas stays possible
+      usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST | GPUTextureUsage.RENDER_ATTACHMENT,
+    });
+  }
+  device.queue.copyExternalImageToTexture({ source: f.bitmap }, { texture: frameTex }, [f.width, f.height]);
+  return frameTex;
 }
 
 function drawPrompts(frame: number, width: number): void {
@@ -499,6 +514,60 @@ async function track(): Promise<void> {
   }
 }
 
+// ------------------------------------------------------------------------------------- segment everything
+
+let everythingAbort: AbortController | null = null;
+
+/**
+ * The automatic mask generator on the shown frame; its masks are drawn over the frame into the
+ * canvas on the GPU (the generator's `draw`), each in its own colour.
+ */
+async function segmentEverything(): Promise<void> {
+  if (!ctx || !model || !frames || busy || !gpuCanvas) return;
+  const num = (id: string) => Number($<HTMLInputElement>(id).value);
+  setBusy(true);
+  const ac = new AbortController();
+  everythingAbort = ac;
+  cancelEverythingBtn.disabled = false;
+  everythingProgress.value = 0;
+  state('everything', '');
+  try {
+    const gen = new AutomaticMaskGenerator(model, {
+      pointsPerSide: num('pointsPerSide'), predIouThresh: num('predIou'), stabilityScoreThresh: num('stability'),
+    });
+    const f = await frames.get(shown);
+    const pixels = framePixels(f);
+    const image = frameTexture(f, gpuCanvas.getCurrentTexture().format);
+    const t0 = performance.now();
+    const compiled = ctx.stats.pipelinesCompiled;
+    setStatus(everythingStatus, `segmenting frame ${shown}…`);
+    const canvasCtx = gpuCanvas;
+    const records = await gen.generate(pixels, {
+      signal: ac.signal,
+      onProgress: (done, total) => { everythingProgress.max = total; everythingProgress.value = done; },
+      draw: { target: () => canvasCtx.getCurrentTexture(), image, alpha: ALPHA },
+    });
+    const s = ((performance.now() - t0) / 1000).toFixed(1);
+    const union = new Uint8Array(f.width * f.height);
+    for (const r of records) {
+      const m = r.segmentation as Uint8Array;
+      for (let i = 0; i < union.length; i++) union[i] |= m[i]!;
+    }
+    const covered = union.reduce((a, v) => a + v, 0) / union.length;
+    state('covered', covered.toFixed(4));
+    state('everything', records.length);
+    setStatus(everythingStatus, `frame ${shown}: ${records.length} masks, ${(100 * covered).toFixed(1)}% of the frame, in ${s} s${compiledNote(compiled)}`, 'ok');
+  } catch (e) {
+    const aborted = (e as Error)?.name === 'AbortError';
+    setStatus(everythingStatus, aborted ? 'cancelled' : errorText(e), aborted ? '' : 'error');
+    state('everything', aborted ? 'cancelled' : 'error');
+  } finally {
+    everythingAbort = null;
+    cancelEverythingBtn.disabled = true;
+    setBusy(false);
+  }
+}
+
 // canvas: click = point, drag = box
 let down: { x: number; y: number; shift: boolean; button: number } | null = null;
 const toVideo = (e: MouseEvent): [number, number] => {
@@ -635,6 +704,8 @@ $<HTMLButtonElement>('newObject').addEventListener('click', () => { if (predicto
 $<HTMLButtonElement>('reset').addEventListener('click', () => { if (!busy) resetObjects(); });
 trackBtn.addEventListener('click', () => void track());
 stopBtn.addEventListener('click', () => { stopRequested = true; });
+everythingBtn.addEventListener('click', () => void segmentEverything());
+cancelEverythingBtn.addEventListener('click', () => everythingAbort?.abort());
 slider.addEventListener('input', () => { if (!busy) void showFrame(Number(slider.value)); });
 
 // ------------------------------------------------------------------------------------- start

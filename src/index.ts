@@ -7,6 +7,7 @@
  *   const predictor = new ImagePredictor(model);
  *   predictor.setImage({ data, width, height, channels: 4 });
  *   const { masks, ious } = await predictor.predict({ points: [[x, y]], labels: [1] });
+ *   const records = await new AutomaticMaskGenerator(model).generate(image);   // segment everything
  */
 export { GpuContext, DeviceLostError, type GpuStats } from './gpu/context.js';
 export { requestDevice, getGPU, WebGPUUnavailableError, type DeviceOptions } from './gpu/device.js';
@@ -30,5 +31,12 @@ export { type ImageSource } from './kernels/preprocess.js';
 export { validateConfig } from './model/config.js';
 export { connectedComponents, type ConnectedComponents, type ConnectedComponentsOptions, type Connectivity } from './kernels/connected_components.js';
 export { postprocessLowRes, fillHoles, removeSprinkles, fillHolesInMaskScores, type PostprocessOptions } from './kernels/mask_postprocess.js';
-export { drawMasks, MAX_DRAW_COLORS, type DrawMasksOptions } from './kernels/draw_masks.js';
+export { drawMasks, drawLabels, labelColor, MAX_DRAW_COLORS, type DrawMasksOptions, type DrawLabelsOptions } from './kernels/draw_masks.js';
+export {
+  AutomaticMaskGenerator, MaskGeneratorError, type AutomaticMaskGeneratorOptions, type MaskRecord, type GenerateOptions, type OutputMode,
+} from './model/automatic_mask_generator.js';
+export {
+  buildPointGrid, buildAllLayerPointGrids, generateCropBoxes, rleToMask, areaFromRle, cocoEncodeRle, type UncompressedRLE, type CocoRLE,
+} from './model/amg.js';
+export { rleCounts, rleToString, rleFromString, rleDecode } from './io/rle.js';
 export { videoFrames, streamFrames, type LiveOptions } from './model/live.js';

@@ -5,7 +5,8 @@
  * - golden parity inside the page: the `tiny` case's image encoder and prompt outputs, and its
  *   whole video script, compared with the same bounds as the Node tests;
  * - the demo (demo/index.html) driven like a person would: load the weights, open the bedroom
- *   frames, click an object, track 8 frames; the screenshot is saved to test-output/demo.png.
+ *   frames, segment everything on frame 0 (the masks drawn where the page says they are), click an
+ *   object, track 8 frames; the screenshot is saved to test-output/demo.png.
  *   The demo draws on a WebGPU canvas (FrameMasks.draw); it shows in headless screenshots thanks
  *   to --use-vulkan=swiftshader (see CHROMIUM_ARGS in tests/browser/server.ts);
  * - live frames: the video predictor in streaming mode on a playing <video> (src/model/live.ts
@@ -96,7 +97,7 @@ describe('browser: the demo, driven like a person would', () => {
     }
   });
 
-  it('loads the tiny weights, opens the bedroom frames, tracks a clicked object over 8 frames; the screenshot shows its colour there', async () => {
+  it('loads the tiny weights, opens the bedroom frames, segments everything on frame 0, tracks a clicked object over 8 frames; the screenshot shows its colour there', async () => {
     const { page, errors } = await openPage(browser, `${served.origin}/demo/index.html`);
     try {
       await page.waitForSelector('body[data-gpu="ready"]', { timeout: 60_000 });
@@ -116,6 +117,32 @@ describe('browser: the demo, driven like a person would', () => {
       await upload('#imageFiles', ...names);
       await page.waitForSelector('body[data-source="ready"], body[data-source="error"]');
       expect(await page.$eval('#sourceStatus', (e) => e.textContent)).toMatch(/8 frames/);
+
+      // "Segment everything" on frame 0 (the thresholds at 0: random weights): every mask blended
+      // over the frame on the GPU, so the pixels that change are the pixels under some mask
+      const canvasBox = () => page.$eval('#view', (c) => {
+        const cv = c as HTMLCanvasElement;
+        const r = cv.getBoundingClientRect();
+        return { left: Math.round(r.left + cv.clientLeft + scrollX), top: Math.round(r.top + cv.clientTop + scrollY), width: cv.clientWidth, height: cv.clientHeight };
+      });
+      const { default: sharpLib } = await import('sharp');
+      const shoot = async () => sharpLib(await page.screenshot({ fullPage: true })).extract(await canvasBox()).removeAlpha().raw().toBuffer();
+      const plain = await shoot();
+      for (const [id, v] of [['#pointsPerSide', '4'], ['#predIou', '0'], ['#stability', '0']] as const) {
+        await page.$eval(id, (e, val) => { (e as HTMLInputElement).value = val; }, v);
+      }
+      await page.click('#everything');
+      await page.waitForFunction(() => document.body.dataset.busy === '0' && (document.body.dataset.everything ?? '') !== '', { timeout: 300_000 });
+      const everything = await page.$eval('body', (b) => ({ n: b.dataset.everything, covered: Number(b.dataset.covered) }));
+      const drawn = await shoot();
+      let changed = 0;
+      for (let i = 0; i < plain.length / 3; i++) if (Math.abs(plain[3 * i]! - drawn[3 * i]!) + Math.abs(plain[3 * i + 2]! - drawn[3 * i + 2]!) > 6) changed++;
+      const changedFrac = changed / (plain.length / 3);
+      console.log(`segment everything (4x4 points): ${everything.n} masks, ${(100 * everything.covered).toFixed(1)}% covered, ${(100 * changedFrac).toFixed(1)}% of the canvas changed; ` +
+        `${await page.$eval('#everythingStatus', (e) => e.textContent)}`);
+      expect(Number(everything.n)).toBeGreaterThan(0);
+      expect(everything.covered).toBeGreaterThan(0.01);
+      expect(Math.abs(changedFrac - everything.covered)).toBeLessThan(0.02);
 
       // click where the golden script clicks object 1 (video pixels), through the canvas's scaling
       const CLICK = [528, 324] as const;

@@ -109,9 +109,10 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /**
    * draw every mask, each in its own colour (smaller masks over larger ones), into this texture on
-   * the GPU, over `image` if given
+   * the GPU, over `image` if given; `target` may be a function giving it when the masks are ready
+   * (a canvas's current texture, which would expire while the generator works)
    */
-  draw?: { target: GPUTexture; image?: GPUTexture; alpha?: number };
+  draw?: { target: GPUTexture | (() => GPUTexture); image?: GPUTexture; alpha?: number };
   /**
    * also give each record the low-res logits its mask was upsampled from (`lowResLogits`, [m, m]
    * for the crop `cropBox`, after hole / sprinkle removal): for inspecting and testing
@@ -498,7 +499,10 @@ export class AutomaticMaskGenerator {
         }
         c0 += perChunk;
       } while (c0 < all.length);
-      if (labels && opts.draw) drawLabels(ctx, { labels, height: H, width: W, ...opts.draw });
+      if (labels && opts.draw) {
+        const { target, ...rest } = opts.draw;
+        drawLabels(ctx, { labels, height: H, width: W, ...rest, target: typeof target === 'function' ? target() : target });
+      }
     } finally {
       labels?.release();
     }

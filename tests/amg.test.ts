@@ -20,7 +20,7 @@ import {
 } from '../src/model/automatic_mask_generator.js';
 import { EfficientTAM } from '../src/model/efficienttam.js';
 import { generateReference } from './amg_reference.js';
-import { gpu, randomImage, rng } from './helpers.js';
+import { gpu, randomImage, readTexture, rng } from './helpers.js';
 
 const DIR = resolve(__dirname, '../../shared/golden/tiny');
 const REF = JSON.parse(readFileSync(resolve(__dirname, 'fixtures/amg_reference.json'), 'utf8'));
@@ -141,14 +141,7 @@ describe('AutomaticMaskGenerator on the GPU', () => {
     const gen = new AutomaticMaskGenerator(model, opts);
     const tex = ctx.device.createTexture({ size: [W, H], format: 'rgba8unorm', usage: 0x10 | 0x01 });
     const records = await gen.generate(image, { draw: { target: tex, alpha: 1 } });
-    const row = Math.ceil((W * 4) / 256) * 256;
-    const buf = ctx.device.createBuffer({ size: row * H, usage: 0x0001 | 0x0008 });
-    const enc = ctx.device.createCommandEncoder();
-    enc.copyTextureToBuffer({ texture: tex }, { buffer: buf, bytesPerRow: row }, [W, H]);
-    ctx.device.queue.submit([enc.finish()]);
-    await buf.mapAsync(1);
-    const px = new Uint8Array(buf.getMappedRange().slice(0));
-    buf.destroy();
+    const { px, row } = await readTexture(ctx, tex);
     tex.destroy();
     expect(records.length).toBeGreaterThan(1);
     const byArea = records.map((_, i) => i).sort((a, b) => records[b]!.area - records[a]!.area || a - b);

@@ -109,3 +109,17 @@ export function postprocessCpu(x: Float32Array, h: number, w: number, maxHole: n
   }
   return out;
 }
+
+/** The bytes of an rgba8 texture [H, W] (COPY_SRC usage), rows `row` bytes apart (a multiple of 256). */
+export async function readTexture(ctx: import('../src/gpu/context.js').GpuContext, tex: GPUTexture): Promise<{ px: Uint8Array; row: number }> {
+  const W = tex.width, H = tex.height;
+  const row = Math.ceil((W * 4) / 256) * 256;
+  const buf = ctx.device.createBuffer({ size: row * H, usage: 0x0001 /* MAP_READ */ | 0x0008 /* COPY_DST */ });
+  const enc = ctx.device.createCommandEncoder();
+  enc.copyTextureToBuffer({ texture: tex }, { buffer: buf, bytesPerRow: row }, [W, H]);
+  ctx.device.queue.submit([enc.finish()]);
+  await buf.mapAsync(1);
+  const px = new Uint8Array(buf.getMappedRange().slice(0));
+  buf.destroy();
+  return { px, row };
+}

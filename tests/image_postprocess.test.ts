@@ -10,7 +10,7 @@ import { loadCase } from '../src/golden/case.js';
 import { resizeBilinearCpu } from '../src/kernels/mask_ops.js';
 import { EfficientTAM } from '../src/model/efficienttam.js';
 import { ImagePredictor } from '../src/model/image_predictor.js';
-import { gpu, maxAbs, maxAbsDiff, postprocessCpu, randomImage } from './helpers.js';
+import { gpu, maxAbs, maxAbsDiff, postprocessCpu, randomImage, readTexture } from './helpers.js';
 
 const DIR = resolve(__dirname, '../../shared/golden/tiny');
 const W = 96, H = 72;
@@ -75,14 +75,7 @@ describe('ImagePredictor draw', () => {
       draw: { target: tex, colors: [[255, 0, 0], [0, 0, 255]], alpha: 1 },
     });
     // the texture's bytes
-    const row = Math.ceil((W * 4) / 256) * 256;
-    const buf = ctx.device.createBuffer({ size: row * H, usage: 0x0001 | 0x0008 });
-    const enc = ctx.device.createCommandEncoder();
-    enc.copyTextureToBuffer({ texture: tex }, { buffer: buf, bytesPerRow: row }, [W, H]);
-    ctx.device.queue.submit([enc.finish()]);
-    await buf.mapAsync(1);
-    const px = new Uint8Array(buf.getMappedRange().slice(0));
-    buf.destroy();
+    const { px, row } = await readTexture(ctx, tex);
     tex.destroy();
     const masks = res.masks as Uint8Array; // [B, M, H, W]
     const M = res.numMasks, P = W * H;

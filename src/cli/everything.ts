@@ -10,7 +10,6 @@
  */
 import { basename, join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
-import { decodeImageFile, type DecodedImage } from '../io/image.js';
 import { rleCounts, rleToString } from '../io/rle.js';
 import { labelColor } from '../kernels/draw_masks.js';
 import {
@@ -20,6 +19,7 @@ import { CliError, getFlag, getNumber, getString, type CommandSpec, type OptionS
 import { buildModel, chooseModel, MODEL_OPTIONS } from './model.js';
 import { CocoWriter, encodeRgb, maskPng, overlay, prepareOutDir } from './outputs.js';
 import { Progress } from './progress.js';
+import { readImage } from './frames.js';
 import type { Output } from './main.js';
 
 /** The generator's parameters as options: --points-per-side for points_per_side, ... (official defaults). */
@@ -78,12 +78,7 @@ export async function everything(p: ParsedArgs, out: Output): Promise<number> {
   const dir = await prepareOutDir(getString(p, 'out'), cmd);
 
   const t0 = performance.now();
-  let image: DecodedImage;
-  try {
-    image = await decodeImageFile(imagePath);
-  } catch (e) {
-    throw new CliError(`cannot read ${imagePath} as an image: ${(e as Error).message.split('\n')[0]}`);
-  }
+  const image = await readImage(imagePath);
   const { width: W, height: H } = image;
   const choice = await chooseModel({
     weights: getString(p, 'weights'), variant: getString(p, 'variant'), imageSize: getNumber(p, 'image-size'),

@@ -15,6 +15,7 @@ import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
 import { readdir, stat } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
+import { decodeImageFile, type DecodedImage } from '../io/image.js';
 import { CliError } from './args.js';
 
 /** Decoded 8-bit RGB pixels, row-major. */
@@ -363,5 +364,14 @@ export class VideoWriter {
     const code = await this.exited;
     if (this.failed || code !== 0) return `ffmpeg could not write ${this.path}: ${this.failed?.message ?? this.stderr.trim().split('\n').pop() ?? `exit code ${code}`}`;
     return null;
+  }
+}
+
+/** One image file decoded to RGB (sharp), or a CliError that says it cannot be read. */
+export async function readImage(path: string): Promise<DecodedImage> {
+  try {
+    return await decodeImageFile(path);
+  } catch (e) {
+    throw new CliError(`cannot read ${path} as an image: ${(e as Error).message.split('\n')[0]}`);
   }
 }

@@ -9,12 +9,12 @@
  */
 import { basename, join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
-import { decodeImageFile, type DecodedImage } from '../io/image.js';
 import { ImagePredictor, type PredictResult } from '../model/image_predictor.js';
 import { CliError, getFlag, getList, getNumber, getString, usageError, type CommandSpec, type ParsedArgs } from './args.js';
 import { buildModel, chooseModel, MODEL_OPTIONS } from './model.js';
 import { CocoWriter, cocoAnnotation, colorOf, encodeRgb, maskPng, overlay, prepareOutDir } from './outputs.js';
 import { checkOnImage, parseBox, parsePoint } from './prompts.js';
+import { readImage } from './frames.js';
 import type { Output } from './main.js';
 
 export const SEGMENT: CommandSpec = {
@@ -54,12 +54,7 @@ export async function segment(p: ParsedArgs, out: Output): Promise<number> {
   const dir = await prepareOutDir(getString(p, 'out'), cmd);
 
   const t0 = performance.now();
-  let image: DecodedImage;
-  try {
-    image = await decodeImageFile(imagePath);
-  } catch (e) {
-    throw new CliError(`cannot read ${imagePath} as an image: ${(e as Error).message.split('\n')[0]}`);
-  }
+  const image = await readImage(imagePath);
   const { width: W, height: H } = image;
   checkOnImage(imagePath, points, undefined, W, H);
   boxes.forEach((b) => checkOnImage(imagePath, [], b, W, H));

@@ -39,6 +39,16 @@ export interface DrawMasksOptions {
 
 const DEFAULT_COLORS: (readonly [number, number, number])[] = [[30, 144, 255], [255, 64, 64], [64, 200, 64], [255, 200, 0]];
 
+/** WGSL shared by the draws: the image bindings (2, 3) when drawing over one, and the vertex shader. */
+const fullscreenWGSL = (withImage: boolean): string => `${withImage ? `@group(0) @binding(2) var image: texture_2d<f32>;
+@group(0) @binding(3) var image_sampler: sampler;` : ''}
+@vertex
+fn vs(@builtin(vertex_index) i: u32) -> @builtin(position) vec4f {
+  // (-1, -1), (3, -1), (-1, 3): one triangle covering the viewport
+  let p = vec2f(f32((i << 1u) & 2u), f32(i & 2u));
+  return vec4f(p * 2.0 - 1.0, 0.0, 1.0);
+}`;
+
 const drawWGSL = (withImage: boolean): string => /* wgsl */ `
 // ---- shader: draw_masks${withImage ? ' (over an image)' : ''} ----
 struct Params {
@@ -49,15 +59,7 @@ struct Params {
 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
-${withImage ? `@group(0) @binding(2) var image: texture_2d<f32>;
-@group(0) @binding(3) var image_sampler: sampler;` : ''}
-
-@vertex
-fn vs(@builtin(vertex_index) i: u32) -> @builtin(position) vec4f {
-  // (-1, -1), (3, -1), (-1, 3): one triangle covering the viewport
-  let p = vec2f(f32((i << 1u) & 2u), f32(i & 2u));
-  return vec4f(p * 2.0 - 1.0, 0.0, 1.0);
-}
+${fullscreenWGSL(withImage)}
 
 @fragment
 fn fs(@builtin(position) pos: vec4f) -> @location(0) vec4f {
@@ -105,15 +107,16 @@ ${withImage ? `
 const pipelines = new WeakMap<GPUDevice, Map<string, GPURenderPipeline>>();
 const samplers = new WeakMap<GPUDevice, GPUSampler>();
 
-function renderPipeline(ctx: GpuContext, format: GPUTextureFormat, withImage: boolean): GPURenderPipeline {
+/** A full-screen-triangle render pipeline (entry points vs, fs) for this shader and format, made once. */
+function renderPipeline(ctx: GpuContext, label: string, code: string, format: GPUTextureFormat): GPURenderPipeline {
   let cache = pipelines.get(ctx.device);
   if (!cache) pipelines.set(ctx.device, (cache = new Map()));
-  const key = `${format}:${withImage}`;
+  const key = `${format}:${code}`;
   let p = cache.get(key);
   if (!p) {
-    const module = ctx.device.createShaderModule({ label: 'draw_masks', code: drawWGSL(withImage) });
+    const module = ctx.device.createShaderModule({ label, code });
     p = ctx.device.createRenderPipeline({
-      label: 'draw_masks',
+      label,
       layout: 'auto',
       vertex: { module, entryPoint: 'vs' },
       fragment: { module, entryPoint: 'fs', targets: [{ format }] },
@@ -123,6 +126,33 @@ function renderPipeline(ctx: GpuContext, format: GPUTextureFormat, withImage: bo
     ctx.stats.pipelinesCompiled++;
   }
   return p;
+}
+
+/**
+ * One render pass drawing the full-screen triangle into `target` (cleared first) with these
+ * bindings (uniforms and storage buffers, then the image and its sampler when given). The work
+ * recorded on the context is submitted first, so the pass sees what it produced.
+ */
+function drawFullscreen(ctx: GpuContext, label: string, pipeline: GPURenderPipeline, buffers: GPUBuffer[], target: GPUTexture, image?: GPUTexture): void {
+  const entries: GPUBindGroupEntry[] = buffers.map((buffer, binding) => ({ binding, resource: { buffer } }));
+  if (image) {
+    entries.push({ binding: buffers.length, resource: image.createView() });
+    let sampler = samplers.get(ctx.device);
+    if (!sampler) samplers.set(ctx.device, (sampler = ctx.device.createSampler({ magFilter: 'linear', minFilter: 'linear' })));
+    entries.push({ binding: buffers.length + 1, resource: sampler });
+  }
+  const bindGroup = ctx.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+  ctx.flush();
+  const enc = ctx.device.createCommandEncoder({ label });
+  const pass = enc.beginRenderPass({
+    colorAttachments: [{ view: target.createView(), loadOp: 'clear', clearValue: [0, 0, 0, 0], storeOp: 'store' }],
+  });
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, bindGroup);
+  pass.draw(3);
+  pass.end();
+  ctx.device.queue.submit([enc.finish()]);
+  ctx.stats.submits++;
 }
 
 /** Draws the masks into `target` (replacing its contents). Submits the context's recorded work first. */
@@ -148,30 +178,8 @@ export function drawMasks(ctx: GpuContext, o: DrawMasksOptions): void {
   colors.forEach((c, i) => words.set(c.slice(0, 3).map((v) => f32bits(v / 255)), 12 + 4 * i));
   const params = ctx.uniform(words);
 
-  const pipeline = renderPipeline(ctx, target.format, image !== undefined);
-  const entries: GPUBindGroupEntry[] = [
-    { binding: 0, resource: { buffer: params } },
-    { binding: 1, resource: { buffer: logits.buffer } },
-  ];
-  if (image) {
-    entries.push({ binding: 2, resource: image.createView() });
-    let sampler = samplers.get(ctx.device);
-    if (!sampler) samplers.set(ctx.device, (sampler = ctx.device.createSampler({ magFilter: 'linear', minFilter: 'linear' })));
-    entries.push({ binding: 3, resource: sampler });
-  }
-  const bindGroup = ctx.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
-
-  ctx.flush(); // the compute work producing the logits goes first
-  const enc = ctx.device.createCommandEncoder({ label: 'draw_masks' });
-  const pass = enc.beginRenderPass({
-    colorAttachments: [{ view: target.createView(), loadOp: 'clear', clearValue: [0, 0, 0, 0], storeOp: 'store' }],
-  });
-  pass.setPipeline(pipeline);
-  pass.setBindGroup(0, bindGroup);
-  pass.draw(3);
-  pass.end();
-  ctx.device.queue.submit([enc.finish()]);
-  ctx.stats.submits++;
+  // the compute work producing the logits goes first
+  drawFullscreen(ctx, 'draw_masks', renderPipeline(ctx, 'draw_masks', drawWGSL(image !== undefined), target.format), [params, logits.buffer], target, image);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -206,13 +214,7 @@ const drawLabelsWGSL = (withImage: boolean): string => /* wgsl */ `
 struct Params { size: vec4u, f: vec4f }   // (H, W, target H, target W), (alpha, -, -, -)
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> labels: array<u32>;
-${withImage ? `@group(0) @binding(2) var image: texture_2d<f32>;
-@group(0) @binding(3) var image_sampler: sampler;` : ''}
-@vertex
-fn vs(@builtin(vertex_index) i: u32) -> @builtin(position) vec4f {
-  let p = vec2f(f32((i << 1u) & 2u), f32(i & 2u));
-  return vec4f(p * 2.0 - 1.0, 0.0, 1.0);
-}
+${fullscreenWGSL(withImage)}
 // labelColor's hue wheel (HSV, s = 0.7, v = 0.95)
 fn color_of(label: u32) -> vec3f {
   let h = fract(f32(label) * 0.6180339887498949);
@@ -234,8 +236,6 @@ ${withImage ? `
 }
 `;
 
-const labelPipelines = new WeakMap<GPUDevice, Map<string, GPURenderPipeline>>();
-
 /**
  * Draws a label map into `target` (replacing its contents): each label in its own colour
  * (`labelColor`), blended over `image`. Submits the context's recorded work first.
@@ -245,42 +245,7 @@ export function drawLabels(ctx: GpuContext, o: DrawLabelsOptions): void {
   if (labels.size < height * width || !(height > 0 && width > 0)) throw new Error(`drawLabels: [${labels.shape}] does not hold ${height}x${width} labels`);
   const alpha = o.alpha ?? 0.5;
   if (!(alpha >= 0 && alpha <= 1)) throw new Error(`drawLabels: alpha ${alpha} is not in [0, 1]`);
-  let cache = labelPipelines.get(ctx.device);
-  if (!cache) labelPipelines.set(ctx.device, (cache = new Map()));
-  const key = `${target.format}:${image !== undefined}`;
-  let pipeline = cache.get(key);
-  if (!pipeline) {
-    const module = ctx.device.createShaderModule({ label: 'draw_labels', code: drawLabelsWGSL(image !== undefined) });
-    pipeline = ctx.device.createRenderPipeline({
-      label: 'draw_labels', layout: 'auto',
-      vertex: { module, entryPoint: 'vs' },
-      fragment: { module, entryPoint: 'fs', targets: [{ format: target.format }] },
-      primitive: { topology: 'triangle-list' },
-    });
-    cache.set(key, pipeline);
-    ctx.stats.pipelinesCompiled++;
-  }
   const params = ctx.uniform(new Uint32Array([height, width, target.height, target.width, f32bits(alpha), 0, 0, 0]));
-  const entries: GPUBindGroupEntry[] = [
-    { binding: 0, resource: { buffer: params } },
-    { binding: 1, resource: { buffer: labels.buffer } },
-  ];
-  if (image) {
-    entries.push({ binding: 2, resource: image.createView() });
-    let sampler = samplers.get(ctx.device);
-    if (!sampler) samplers.set(ctx.device, (sampler = ctx.device.createSampler({ magFilter: 'linear', minFilter: 'linear' })));
-    entries.push({ binding: 3, resource: sampler });
-  }
-  const bindGroup = ctx.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
-  ctx.flush();
-  const enc = ctx.device.createCommandEncoder({ label: 'draw_labels' });
-  const pass = enc.beginRenderPass({
-    colorAttachments: [{ view: target.createView(), loadOp: 'clear', clearValue: [0, 0, 0, 0], storeOp: 'store' }],
-  });
-  pass.setPipeline(pipeline);
-  pass.setBindGroup(0, bindGroup);
-  pass.draw(3);
-  pass.end();
-  ctx.device.queue.submit([enc.finish()]);
-  ctx.stats.submits++;
+  const pipeline = renderPipeline(ctx, 'draw_labels', drawLabelsWGSL(image !== undefined), target.format);
+  drawFullscreen(ctx, 'draw_labels', pipeline, [params, labels.buffer], target, image);
 }

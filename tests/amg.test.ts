@@ -125,6 +125,7 @@ describe('AutomaticMaskGenerator on the GPU', () => {
     bad({ boxNmsThresh: NaN }, /boxNmsThresh/);
     bad({ minMaskRegionArea: -1 }, /minMaskRegionArea/);
     bad({ pointsPerSide: 4, cropNLayers: 3, cropNPointsDownscaleFactor: 2 }, /crop layer 3 would have 0 points/);
+    bad({ pointsPerSide: 150 }, /67500 candidate masks in a crop/);
     const gen = new AutomaticMaskGenerator(model, opts);
     return expect(gen.generate({ data: new Uint8Array(10), width: 10, height: 10, channels: 4 })).rejects.toThrow(/10 bytes for a 10x10 image/);
   });

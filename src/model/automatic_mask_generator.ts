@@ -28,7 +28,7 @@ import type { Tensor } from '../gpu/tensor.js';
 import { unary } from '../kernels/mask_ops.js';
 import { labelMap, maskBits, maskWords, type BitLayout } from '../kernels/mask_bits.js';
 import { cellTables, maskStats, STATS_WORDS } from '../kernels/mask_stats.js';
-import { boxNms } from '../kernels/nms.js';
+import { boxNms, NMS_MAX_CANDIDATES } from '../kernels/nms.js';
 import { drawLabels } from '../kernels/draw_masks.js';
 import type { ImageSource } from '../kernels/preprocess.js';
 import {
@@ -217,6 +217,11 @@ export class AutomaticMaskGenerator {
         return flat;
       });
       if (this.pointGrids.length < o.cropNLayers + 1) throw bad(`${this.pointGrids.length} point grids for ${o.cropNLayers + 1} crop layers`);
+    }
+    const perPoint = (o.multimaskOutput ?? true) ? 3 : 1;
+    const most = Math.max(...this.pointGrids.map((g) => g.length / 2)) * perPoint;
+    if (most > NMS_MAX_CANDIDATES) {
+      throw bad(`${most} candidate masks in a crop (points x ${perPoint}); at most ${NMS_MAX_CANDIDATES} (fewer points per side)`);
     }
     this.predictor = new ImagePredictor(model, {
       maxHoleArea: o.minMaskRegionArea, maxSprinkleArea: o.minMaskRegionArea, antialias: opts.antialias ?? true,

@@ -8,7 +8,9 @@
  *   predictor.setImage({ data, width, height, channels: 4 });
  *   const { masks, ious } = await predictor.predict({ points: [[x, y]], labels: [1] });
  */
-export { GpuContext, DeviceLostError, type GpuStats } from './gpu/context.js';
+export { GpuContext, DeviceLostError, GpuError, type GpuErrorKind, type GpuStats } from './gpu/context.js';
+export { ImageSizeError, MAX_IMAGE_PIXELS, checkImageSize, type ImageSizeLimits } from './io/image_size.js';
+export { PromptError } from './model/prompts.js';
 export { requestDevice, getGPU, WebGPUUnavailableError, type DeviceOptions } from './gpu/device.js';
 export { Tensor, type DType } from './gpu/tensor.js';
 export { parseSafetensors, SafetensorsError, type SafetensorsFile } from './io/safetensors.js';
@@ -20,7 +22,7 @@ export { convertCheckpoint, convertFile, CheckpointError } from './convert/conve
 export { preset, VARIANTS, type Variant, type EfficientTAMConfig } from './model/config.js';
 export { EfficientTAM, type LoadOptions } from './model/efficienttam.js';
 export { ImageEncoder, type ImageEncoderOutput } from './model/image_encoder.js';
-export { ImagePredictor, type PredictOptions, type PredictResult } from './model/image_predictor.js';
+export { ImagePredictor, type ImagePredictorOptions, type PredictOptions, type PredictResult } from './model/image_predictor.js';
 export { preprocessImage, preprocessTexture, type PreprocessOptions } from './kernels/preprocess.js';
 export {
   VideoPredictor, FrameMasks, preprocessVideoFrame, type VideoPredictorOptions, type FrameSource, type FrameInput,

@@ -195,6 +195,13 @@ async function main(): Promise<void> {
     await attempt('next call', () => p.predict({ points: [[40, 30]], labels: [1] }));
     console.log(`  GPU bytes in use: ${mb(before)} -> ${mb(inUse(ctx))} MB`);
     tex.destroy();
+    console.log('a failing call (draw into a destroyed texture), then a good one');
+    const gone = ctx.device.createTexture({ size: [96, 72], format: 'rgba8unorm', usage: 0x10 /* RENDER_ATTACHMENT */ });
+    gone.destroy();
+    const before2 = inUse(ctx);
+    await attempt('predict with draw', () => p.predict({ points: [[40, 30]], labels: [1], draw: { target: gone } }));
+    await attempt('next call', async () => { const r = await p.predict({ points: [[40, 30]], labels: [1] }); return `IoU ${r.ious[0]}`; });
+    console.log(`  GPU bytes in use: ${mb(before2)} -> ${mb(inUse(ctx))} MB`);
   }
   ctx.destroy();
 }

@@ -15,6 +15,7 @@ import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
 import { readdir, stat } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
+import { checkImageSize, ImageSizeError, MAX_IMAGE_PIXELS } from '../io/image_size.js';
 import { CliError } from './args.js';
 
 /** Decoded 8-bit RGB pixels, row-major. */
@@ -58,6 +59,16 @@ export async function openFrames(path: string, o: { cacheSize?: number } = {}): 
     throw new CliError(`${path} is one image; track takes a folder of frames or a video (use 'etam segment' for one image)`, 2);
   }
   return VideoFrames.open(path, o.cacheSize ?? 8);
+}
+
+/** Refuses (CliError) a frame size the library does not take, before any frame is decoded. */
+function checkFrameSize(what: string, width: number, height: number): void {
+  try {
+    checkImageSize(what, width, height, { maxPixels: MAX_IMAGE_PIXELS });
+  } catch (e) {
+    if (e instanceof ImageSizeError) throw new CliError(e.message);
+    throw e;
+  }
 }
 
 /** A small most-recently-used cache of decoded frames. */
@@ -124,6 +135,7 @@ class FolderFrames implements FrameReader {
       throw new CliError(`frame 0 (${first}): cannot read it as an image (${(e as Error).message})`);
     }
     if (!meta.width || !meta.height) throw new CliError(`frame 0 (${first}): the image has no size`);
+    checkFrameSize(`frame 0 (${first})`, meta.width, meta.height);
     return new FolderFrames(dir, files, meta.width, meta.height, cacheSize);
   }
 
@@ -141,7 +153,9 @@ class FolderFrames implements FrameReader {
       let frame: RgbFrame;
       try {
         const { default: sharp } = await import('sharp');
-        const { data, info } = await sharp(path).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+        // frames after the first have the first one's size, or are refused before being decoded
+        const { data, info } = await sharp(path, { limitInputPixels: Math.max(this.width * this.height, 1) })
+          .removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
         frame = { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, channels: 3 };
       } catch (e) {
         throw new CliError(`frame ${i} (${path}): cannot read it as an image (${(e as Error).message.split('\n')[0]})`);
@@ -233,7 +247,9 @@ class VideoFrames implements FrameReader {
 
   static open(path: string, cacheSize: number): VideoFrames {
     if (!haveFfmpeg()) throw new CliError(`${path}: reading a video needs ffmpeg. ${NO_FFMPEG}`);
-    return new VideoFrames(path, probe(path), cacheSize);
+    const p = probe(path);
+    checkFrameSize(path, p.width, p.height);
+    return new VideoFrames(path, p, cacheSize);
   }
 
   get numFrames(): number { return this.decodedEnd ?? this.p.numFrames; }

@@ -80,8 +80,8 @@ export interface Dispatch {
  *
  * Memory. Freed tensors' buffers wait in a pool for a later tensor of the same size class; sizes
  * of 1 MiB and more are rounded up to 8 classes per doubling, so images of nearby sizes share
- * buffers, and the pool keeps at most `poolLimit` bytes of free buffers (the oldest freed go
- * first), so distinct sizes cannot grow GPU memory without bound.
+ * buffers, and the pool keeps a bounded number of bytes of free buffers (`poolLimit`; the oldest
+ * freed go first), so distinct sizes cannot grow GPU memory without bound.
  *
  * Errors. Library calls record their GPU work under `guard`: a validation error, running out of
  * memory or an internal error of the GPU becomes a GpuError naming the call and its sizes, with
@@ -102,8 +102,15 @@ export class GpuContext {
    * run the tiled paths on small images.
    */
   tileBytes: number;
-  /** Most bytes of free buffers the pool keeps (default 256 MiB); the oldest freed are destroyed past it. */
-  poolLimit = 256 * MiB;
+  /**
+   * Most bytes of free buffers the pool keeps; the oldest freed are destroyed past it. By default
+   * (null) the larger of 256 MiB and the most bytes ever in use at once: a model's working set
+   * stays pooled from frame to frame, while buffers of sizes no longer asked for (other images'
+   * sizes) go, so held memory stays within about twice the peak in use.
+   */
+  poolLimit: number | null = null;
+  /** the most bytes in use (held, not pooled) so far */
+  private peakInUse = 0;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   /** free buffers by size; `freed` keeps them in the order they were freed (oldest first) */
   private readonly pool = new Map<number, GPUBuffer[]>();
@@ -211,26 +218,42 @@ export class GpuContext {
   allocBuffer(bytes: number, exact = false): GPUBuffer {
     const size = exact ? Math.max(16, Math.ceil(bytes / 16) * 16) : this.sizeClass(bytes);
     const list = this.pool.get(size);
+    let b: GPUBuffer;
     if (list && list.length > 0) {
-      const b = list.pop()!;
+      b = list.pop()!;
       this.freed.delete(b);
       this.pooled -= size;
-      return b;
+    } else {
+      b = this.createBuffer(size, STORAGE_USAGE);
+      this.bytesHeld += size;
     }
-    const b = this.createBuffer(size, STORAGE_USAGE);
-    this.bytesHeld += size;
+    this.peakInUse = Math.max(this.peakInUse, this.bytesHeld - this.pooled);
     return b;
   }
 
+  /** The pool's limit in effect (see poolLimit). */
+  get poolBytesLimit(): number {
+    return this.poolLimit ?? Math.max(256 * MiB, this.peakInUse);
+  }
+
   /**
-   * A uniform buffer holding these 32-bit words, made once per distinct content and kept: kernels
-   * whose sizes are uniforms share one pipeline across shapes, and a model's shapes repeat every
-   * frame, so nothing is allocated or uploaded per frame.
+   * A uniform buffer holding these 32-bit words, made once per distinct content and kept (the
+   * most recently used few thousand): kernels whose sizes are uniforms share one pipeline across
+   * shapes, and a model's shapes repeat every frame, so nothing is allocated or uploaded per frame.
    */
   uniform(words: Uint32Array): GPUBuffer {
     const key = words.join(',');
     let b = this.uniforms.get(key);
-    if (!b) {
+    if (b) {
+      // most recently used last: the oldest go first past UNIFORMS_KEPT (sizes of past images)
+      this.uniforms.delete(key);
+      this.uniforms.set(key, b);
+    } else {
+      for (const [k, old] of this.uniforms) {
+        if (this.uniforms.size < GpuContext.UNIFORMS_KEPT) break;
+        this.uniforms.delete(k);
+        this.retire(old);
+      }
       const UNIFORM = 0x0040;
       b = this.createBuffer(Math.max(16, Math.ceil(words.byteLength / 16) * 16), UNIFORM | COPY_DST);
       this.bytesHeld += b.size;
@@ -252,7 +275,7 @@ export class GpuContext {
     else this.pool.set(buffer.size, [buffer]);
     this.freed.add(buffer);
     this.pooled += buffer.size;
-    if (this.pooled > this.poolLimit) this.evict(this.poolLimit);
+    if (this.pooled > this.poolBytesLimit) this.evict(this.poolBytesLimit);
   }
 
   /** Bytes of the free buffers waiting in the pool (`bytesHeld - bytesPooled` are in use). */
@@ -339,6 +362,8 @@ export class GpuContext {
   private nextBufferId = 1;
   private readonly bindGroups = new WeakMap<GPUComputePipeline, Map<string, GPUBindGroup>>();
   private static readonly BIND_GROUPS_PER_PIPELINE = 256;
+  /** uniform buffers kept (a model's shapes need a few hundred) */
+  private static readonly UNIFORMS_KEPT = 4096;
 
   /**
    * The bind group of these buffers for this pipeline. Tensors come from the buffer pool, so a

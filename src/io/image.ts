@@ -5,6 +5,8 @@
  * module costs nothing in code that never decodes files (and it is never imported by browser code).
  */
 
+import { checkImageSize, MAX_IMAGE_PIXELS } from './image_size.js';
+
 /** Decoded 8-bit pixels, row-major, interleaved channels. */
 export interface DecodedImage {
   data: Uint8Array;
@@ -13,13 +15,23 @@ export interface DecodedImage {
   channels: 3 | 4;
 }
 
+export interface DecodeOptions {
+  /** largest image decoded, in pixels (default MAX_IMAGE_PIXELS, 2^27) */
+  maxPixels?: number;
+}
+
 /**
  * Decodes an image file (JPEG, PNG, WebP, ...) to 8-bit RGB, as Pillow's
  * `Image.open(path).convert("RGB")` does: EXIF orientation is NOT applied, alpha is dropped.
+ * The size in the file's header is checked first: an image of more than `maxPixels` pixels is an
+ * ImageSizeError before anything is decoded (a 0.8 MB PNG can hold 16000x16000 pixels).
  */
-export async function decodeImageFile(path: string): Promise<DecodedImage> {
+export async function decodeImageFile(path: string, o: DecodeOptions = {}): Promise<DecodedImage> {
   const { default: sharp } = await import('sharp');
-  const { data, info } = await sharp(path)
+  const maxPixels = o.maxPixels ?? MAX_IMAGE_PIXELS;
+  const meta = await sharp(path).metadata();
+  checkImageSize(`decodeImageFile: ${path}`, meta.width ?? 0, meta.height ?? 0, { maxPixels });
+  const { data, info } = await sharp(path, { limitInputPixels: maxPixels })
     .removeAlpha()
     .toColourspace('srgb')
     .raw()

@@ -54,8 +54,9 @@ const MiB = 1 << 20;
 /** What one error scope of `guard` collected: what was made under it, to be dropped if the GPU refused the work. */
 interface ScopeState {
   buffers: GPUBuffer[];
-  pipelines: string[];
   uniforms: string[];
+  /** the verdicts on pipelines compiled under the scope (each has its own error scope) */
+  compiles: Promise<GPUError | null>[];
 }
 
 /** One compute dispatch: a kernel's pipeline, its storage buffers in binding order, the grid. */
@@ -169,15 +170,29 @@ export class GpuContext {
 
   // ---------------------------------------------------------------- pipelines
 
-  /** The compute pipeline for this WGSL (entry point `main`), compiled once and cached by its text. */
+  /**
+   * The compute pipeline for this WGSL (entry point `main`), compiled once and cached by its text.
+   * A pipeline the GPU refuses is taken out of the cache again (its own error scope says so; the
+   * refusal itself goes to the call's scope), so it is not reused.
+   */
   pipeline(label: string, wgsl: string): GPUComputePipeline {
     let p = this.pipelines.get(wgsl);
     if (!p) {
       this.check();
+      this.device.pushErrorScope('validation');
       const module = this.device.createShaderModule({ label, code: wgsl });
-      p = this.device.createComputePipeline({ label, layout: 'auto', compute: { module, entryPoint: 'main' } });
+      const made = this.device.createComputePipeline({ label, layout: 'auto', compute: { module, entryPoint: 'main' } });
+      const scope = this.scope;
+      const verdict = this.device.popErrorScope().then((err) => {
+        if (err) {
+          if (this.pipelines.get(wgsl) === made) this.pipelines.delete(wgsl);
+          if (!scope) this.uncaptured ??= err; // unguarded: the next call reports it
+        }
+        return err;
+      }, () => null);
+      scope?.compiles.push(verdict);
+      p = made;
       this.pipelines.set(wgsl, p);
-      this.scope?.pipelines.push(wgsl);
       this.stats.pipelinesCompiled++;
     }
     return p;
@@ -458,7 +473,7 @@ export class GpuContext {
     if (this.scope) return { value: record(), error: Promise.resolve(null) };
     this.check();
     this.flush(); // earlier work is not this call's
-    const state: ScopeState = { buffers: [], pipelines: [], uniforms: [] };
+    const state: ScopeState = { buffers: [], uniforms: [], compiles: [] };
     const dev = this.device;
     const filters = ['internal', 'out-of-memory', 'validation'] as const;
     for (const f of filters) dev.pushErrorScope(f);
@@ -476,14 +491,17 @@ export class GpuContext {
       throw e;
     }
     this.scope = null;
-    const pops = [...filters].reverse().map(() => dev.popErrorScope()); // validation, out-of-memory, internal
-    const error = Promise.all(pops).then((errs) => {
+    const kinds = [...filters].reverse(); // popped in this order
+    const pops = kinds.map(() => dev.popErrorScope());
+    const error = Promise.all([...pops, ...state.compiles]).then((errs) => {
+      // a pipeline's own verdict (a WGSL error) says more than "invalid pipeline" at the submit
+      const compile = errs.slice(kinds.length).find((x) => x);
       const i = errs.findIndex((x) => x);
       if (i < 0) return null;
       this.dropMade(state);
       cleanup?.(value);
       this.flush();
-      return new GpuError(op, [...filters].reverse()[i]!, errs[i]!.message);
+      return compile ? new GpuError(op, 'validation', compile.message) : new GpuError(op, kinds[i]!, errs[i]!.message);
     }, (e: unknown) => new GpuError(op, 'internal', `popErrorScope failed: ${(e as Error).message}`));
     return { value, error };
   }
@@ -496,9 +514,8 @@ export class GpuContext {
     void error.then((e) => { if (e) this.refused ??= e; });
   }
 
-  /** After a refused call: forget its pipelines and uniforms, destroy its buffers (now or when freed). */
+  /** After a refused call: forget its uniforms, destroy its buffers (now or when freed). */
   private dropMade(s: ScopeState): void {
-    for (const key of s.pipelines) this.pipelines.delete(key);
     for (const key of s.uniforms) {
       const b = this.uniforms.get(key);
       this.uniforms.delete(key);

@@ -822,6 +822,7 @@ export class VideoPredictor {
     this.featureCache.clear();
     this.noObjPlane?.release();
     this.noObjPlane = null;
+    this.tracker.dispose();
   }
 
   /** The object's stored output on a frame (conditioning first), or null; reads it back (for inspection and tests). */

@@ -10,7 +10,10 @@
  *   to --use-vulkan=swiftshader (see CHROMIUM_ARGS in tests/browser/server.ts);
  * - live frames: the video predictor in streaming mode on a playing <video> (src/model/live.ts
  *   `videoFrames`), and the GPU copy of live frames (`preprocessTexture`) checked against the
- *   same frame's pixels read through a 2D canvas.
+ *   same frame's pixels read through a 2D canvas;
+ * - sizes users have (tests/sizes.test.ts) at WebGPU's default 128 MiB binding limit: a 12 MP
+ *   photo with multimask, three objects on a 4000x3000 video of canvas frames, a very wide and a
+ *   very tall image.
  */
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -20,6 +23,7 @@ import { unpackBits, type GoldenRow } from '../src/golden/compare.js';
 import { loadCase } from '../src/golden/case.js';
 import { chromiumAvailable, CHROMIUM, launch, openPage, REPO, serve, SHARED, type Served } from './browser/server.js';
 import type { LiveResult } from './browser/live.js';
+import type { SizesResult } from './browser/sizes.js';
 import type { ParityRequest, ParityResult } from './browser/parity.js';
 
 const OUT = resolve(REPO, 'test-output');
@@ -212,4 +216,27 @@ describe('browser: live frames from a playing video element', () => {
       await page.close();
     }
   }, 120_000);
+});
+
+describe('browser: sizes users have, at a 128 MiB binding limit', () => {
+  it('a 12 MP photo with multimask, three objects on a 4000x3000 video, a very wide and a very tall image', async () => {
+    const { page, errors } = await openPage(browser, `${served.origin}/tests/browser/sizes.html`, () => {});
+    try {
+      await page.waitForFunction(() => typeof window.etamSizes === 'function');
+      const r: SizesResult = await page.evaluate(() => window.etamSizes());
+      console.log(`browser sizes (${r.adapter}; binding limit ${r.maxStorageBufferBindingSize}, largest texture ${r.maxTextureDimension2D}):\n` +
+        r.runs.map((x) => `  ${x.what} ${x.width}x${x.height}: ${x.checked} pixels checked, ${x.covered} covered, ${x.mismatches.length} wrong (${x.seconds.toFixed(1)} s)`).join('\n'));
+      expect(r.maxStorageBufferBindingSize).toBe(128 * 2 ** 20);
+      expect(r.runs.map((x) => x.what)).toEqual(['12 MP photo, multimask', 'very wide image', 'very tall image', 'video frame 0, 3 objects', 'video frame 1, 3 objects']);
+      for (const x of r.runs) {
+        expect(x.mismatches, x.what).toEqual([]);
+        expect(x.checked, x.what).toBeGreaterThan(x.masks * 150);
+      }
+      expect(r.runs[0]!.covered).toBeGreaterThan(0);
+      expect(r.uncaptured).toEqual([]);
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  }, 600_000);
 });

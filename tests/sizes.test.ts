@@ -15,7 +15,7 @@ import { loadCase } from '../src/golden/case.js';
 import { EfficientTAM } from '../src/model/efficienttam.js';
 import { ImagePredictor } from '../src/model/image_predictor.js';
 import { VideoPredictor } from '../src/model/video_predictor.js';
-import { rng } from './helpers.js';
+import { checkMaskSamples, picture } from './size_fixtures.js';
 
 const MiB = 2 ** 20;
 const DIR = resolve(__dirname, '../../shared/golden/tiny');
@@ -29,50 +29,12 @@ beforeAll(async () => {
 });
 afterAll(() => ctx.destroy());
 
-/** An RGB(A) picture: grey, a bright rectangle [x0, x1) x [y0, y1), a darker band at the top. */
-function picture(W: number, H: number, channels: 3 | 4, rect: [number, number, number, number], shade = 0) {
-  const data = new Uint8Array(W * H * channels).fill(90 + shade);
-  const row = new Uint8Array(W * channels).fill(90 + shade);
-  row.fill(230, rect[0] * channels, rect[1] * channels);
-  for (let y = rect[2]; y < rect[3]; y++) data.set(row, y * W * channels);
-  data.fill(30, 0, Math.floor(H / 10) * W * channels);
-  return { data, width: W, height: H, channels };
-}
-
-/** The upsampled logit of plane p at (oy, ox), as resizeBilinear computes it (f32 steps). */
-function upsampledAt(low: Float32Array, p: number, m: number, H: number, W: number, oy: number, ox: number): { v: number; max: number } {
-  const f = Math.fround;
-  const sh = f(m / H), sw = f(m / W);
-  const ry = Math.max(f(f(sh * f(oy + 0.5)) - 0.5), 0), rx = Math.max(f(f(sw * f(ox + 0.5)) - 0.5), 0);
-  const y0 = Math.floor(ry), x0 = Math.floor(rx), y1 = Math.min(y0 + 1, m - 1), x1 = Math.min(x0 + 1, m - 1);
-  const ly1 = f(ry - y0), lx1 = f(rx - x0), ly0 = f(1 - ly1), lx0 = f(1 - lx1);
-  const at = (y: number, x: number) => low[p * m * m + y * m + x]!;
-  const v = ly0 * (lx0 * at(y0, x0) + lx1 * at(y0, x1)) + ly1 * (lx0 * at(y1, x0) + lx1 * at(y1, x1));
-  return { v, max: Math.max(...[at(y0, x0), at(y0, x1), at(y1, x0), at(y1, x1)].map(Math.abs)) };
-}
-
-/**
- * Checks masks [P, H, W] (0/1) against the low-res logits at `n` sampled pixels of every plane
- * (skipping pixels within 1e-3 of the threshold, and, for clamped logits, near a clamped value).
- * Returns how many pixels of the samples were covered.
- */
+/** Checks masks against the low-res logits at sampled pixels; returns how many were covered. */
 function checkSamples(masks: Uint8Array, low: Float32Array, P: number, m: number, H: number, W: number, n: number, clamped: boolean): number {
-  expect(masks.length).toBe(P * H * W);
-  const r = rng(P * H + W);
-  let covered = 0, checked = 0;
-  for (let p = 0; p < P; p++) {
-    for (let k = 0; k < n; k++) {
-      // corners and edges, then anywhere
-      const oy = k < 4 ? (k & 1) * (H - 1) : Math.floor(r() * H), ox = k < 4 ? (k >> 1) * (W - 1) : Math.floor(r() * W);
-      const { v, max } = upsampledAt(low, p, m, H, W, oy, ox);
-      if (Math.abs(v) < 1e-3 || (clamped && max >= 32)) continue;
-      expect(masks[(p * H + oy) * W + ox], `plane ${p} pixel (${ox}, ${oy}), logit ${v}`).toBe(v > 0 ? 1 : 0);
-      covered += v > 0 ? 1 : 0;
-      checked++;
-    }
-  }
-  expect(checked).toBeGreaterThan(P * n * 0.9);
-  return covered;
+  const r = checkMaskSamples(masks, low, P, m, H, W, n, clamped);
+  expect(r.mismatches).toEqual([]);
+  expect(r.checked).toBeGreaterThan(P * n * 0.9);
+  return r.covered;
 }
 
 const inUse = () => ctx.bytesHeld - ctx.bytesPooled;

@@ -398,9 +398,10 @@ export class GpuContext {
     let g = groups.get(key);
     if (!g) {
       for (const b of buffers) {
-        // a library bug, not a user's mistake: a kernel must tile what does not fit one binding
+        // kernels whose buffers grow with the input tile them; this catches any other one before
+        // the GPU does (a refused bind group would poison the whole encoder)
         if (b.size > this.maxBindingBytes && b.usage & 0x0080 /* STORAGE */) {
-          throw new Error(`GpuContext: a ${b.size}-byte buffer bound to '${pipeline.label}' exceeds the binding limit (${this.maxBindingBytes})`);
+          throw new RangeError(`${pipeline.label}: a buffer of ${b.size} bytes is more than one GPU binding holds (${this.maxBindingBytes} bytes)`);
         }
       }
       if (groups.size >= GpuContext.BIND_GROUPS_PER_PIPELINE) groups.clear();

@@ -104,13 +104,16 @@ async function main(): Promise<void> {
     ctx.trimPool();
     const held0 = ctx.bytesHeld;
     const pipes0 = ctx.stats.pipelinesCompiled;
+    let held1 = 0, pipes1 = 0;
     for (let k = 0; k < 16; k++) {
       const W = 1152 + 8 * k, H = 864 + 4 * k;
       p.setImage(image(W, H));
       await p.predict({ points: [[W / 2, H / 2]], labels: [1] });
+      if (k === 0) { held1 = ctx.bytesHeld; pipes1 = ctx.stats.pipelinesCompiled; }
     }
     p.reset();
-    console.log(`  GPU bytes held: ${mb(held0)} -> ${mb(ctx.bytesHeld)} MB (pooled ${mb(ctx.bytesPooled)} MB); pipelines compiled +${ctx.stats.pipelinesCompiled - pipes0}`);
+    console.log(`  GPU bytes held: ${mb(held0)} before, ${mb(held1)} after the first size, ${mb(ctx.bytesHeld)} MB after 16 (pooled ${mb(ctx.bytesPooled)} MB); ` +
+      `pipelines compiled: ${pipes1 - pipes0} for the first size, +${ctx.stats.pipelinesCompiled - pipes1} for the 15 others`);
   }
 
   if (want('mask-input')) {

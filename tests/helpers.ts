@@ -73,3 +73,19 @@ export function randomImage(W: number, H: number, seed: number): { data: Uint8Ar
   for (let i = 0; i < data.length; i++) data[i] = Math.floor(r() * 256);
   return { data, width: W, height: H, channels: 4 };
 }
+
+/**
+ * The ```ts code blocks of README.md's section `heading` (e.g. '## Using it'), in order: tests run
+ * and compile them as they are written there, so the README cannot drift from the code.
+ */
+export async function readmeBlocks(heading: string): Promise<string[]> {
+  const { readFileSync } = await import('node:fs');
+  const text = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  const start = text.indexOf(`\n${heading}\n`);
+  if (start < 0) throw new Error(`README.md has no section '${heading}'`);
+  const level = heading.split(' ')[0]!;
+  const rest = text.slice(start + heading.length + 2);
+  const end = rest.search(new RegExp(`\\n${level} `));
+  const section = end < 0 ? rest : rest.slice(0, end);
+  return [...section.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
+}

@@ -109,6 +109,8 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
   // libvips keeps up to 50 MB of decoded images and operations for reuse; every frame is read once
   // here, so the cache would only grow the process (a long track's RSS then stays flat)
   try { (await loadSharp()).cache(false); } catch { /* sharp missing: the commands that need it say so */ }
+  // a terminal that goes away (SIGHUP) or a closed pipe must not turn a clean stop into a crash
+  for (const s of [process.stdout, process.stderr]) s.on('error', () => undefined);
   const code = await runCli(argv);
   await drain();
   // The WebGPU device keeps the event loop alive: leave explicitly.

@@ -200,9 +200,9 @@ async function run(a: RunArgs): Promise<number> {
       const s = scores[k]!;
       anns.push(cocoAnnotation(m, H, W, { category_id: ids[k], object_id: ids[k], frame: t, score: Number(sigmoid(s).toFixed(6)), object_score_logit: s, present: s > 0 }));
     });
-    if (quitting) return;
+    // masks.json lists the frame once its PNGs are on disk (even when quitting: they are there)
     await coco.add({ id: t, file_name: reader.fileName(t), width: W, height: H }, anns);
-    if (a.withOverlay) {
+    if (a.withOverlay && !quitting) {
       const rgb = overlay((await reader.get(t)).data, W, H, planes.filter((_, k) => scores[k]! > 0), colors.filter((_, k) => scores[k]! > 0));
       // the prompts given on this frame, in their objects' colours
       drawPrompts(rgb, W, H, a.prompts.filter((q) => q.frame === t).map((q) => ({ points: q.points, box: q.box, color: colorOfId.get(q.id)! })));
@@ -220,6 +220,7 @@ async function run(a: RunArgs): Promise<number> {
     bar.message('stopping after this frame (Ctrl-C again to stop at once)...');
   }, async () => {
     quitting = true;
+    bar.message('stopping now: closing masks.json and overlay.mp4 with the frames written...');
     await pending.catch(() => undefined);
     await coco.close().catch(() => coco.discard());
     await video?.close(5000);

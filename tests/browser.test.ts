@@ -190,9 +190,11 @@ describe('browser: live frames from a playing video element', () => {
         r.pixels.map((p) => `  ${p.what} ${p.format} ${p.colorSpace}: max |texture - getImageData| ${p.maxAbsDiff.toExponential(2)}, ` +
           `bytes mean ${p.byteMean.toFixed(1)} std ${p.byteStd.toFixed(1)}, tensor std ${p.tensorStd.toFixed(3)}`).join('\n'));
       expect([r.videoWidth, r.videoHeight]).toEqual([1280, 720]);
-      // the prompted frame 0, then 1..6, each a different frame of the video
+      // the prompted frame 0, then 1..6, each a new frame of the video (it loops: however slow the
+      // machine, playback never ends before tracking does; a timestamp may restart at the loop)
       expect(r.frames.map((f) => f.frame)).toEqual([0, 1, 2, 3, 4, 5, 6]);
-      for (let i = 1; i < r.frames.length; i++) expect(r.frames[i]!.timestamp).toBeGreaterThan(r.frames[i - 1]!.timestamp);
+      for (let i = 1; i < r.frames.length; i++) expect(r.frames[i]!.timestamp, `frame ${i}`).not.toBe(r.frames[i - 1]!.timestamp);
+      for (const f of r.frames) expect(f.timestamp, `frame ${f.frame}`).toBeGreaterThanOrEqual(0);
       for (const f of r.frames) {
         expect(f.finite, `frame ${f.frame}`).toBe(true);
         expect(f.max - f.min, `frame ${f.frame}`).toBeGreaterThan(1);
@@ -211,5 +213,5 @@ describe('browser: live frames from a playing video element', () => {
     } finally {
       await page.close();
     }
-  }, 120_000);
+  }, 300_000);
 });

@@ -9,7 +9,7 @@ import { dirname } from 'node:path';
 import { resourceUsage } from 'node:process';
 import { convertCheckpoint } from '../convert/convert.js';
 import { CliError, getFlag, usageError, type CommandSpec, type ParsedArgs } from './args.js';
-import { makeDir, writeFileAtomic } from './files.js';
+import { makeDir, signalExitCode, StopSignals, writeFileAtomic } from './files.js';
 import { formatBytes } from './progress.js';
 import type { Output } from './main.js';
 
@@ -47,7 +47,13 @@ export async function convert(p: ParsedArgs, out: Output): Promise<number> {
   }
   const t2 = performance.now();
   await makeDir(dirname(outPath));
-  await writeFileAtomic(outPath, bytes);
+  // Ctrl-C, SIGTERM, SIGHUP while writing: leave at once; the temporary file goes with the process
+  const signals = new StopSignals((s) => process.exit(signalExitCode(s)), async () => undefined).install();
+  try {
+    await writeFileAtomic(outPath, bytes);
+  } finally {
+    signals.uninstall();
+  }
   const t3 = performance.now();
   out.print(`${inPath} (${formatBytes(buf.byteLength)}) -> ${outPath} (${formatBytes(bytes.byteLength)}, ${count} tensors${f16 ? ', F16' : ''})`);
   out.print(`time: read ${(t1 - t0).toFixed(0)} ms, convert ${(t2 - t1).toFixed(0)} ms, write ${(t3 - t2).toFixed(0)} ms`);

@@ -12,7 +12,7 @@
  * - the compiled Node example runs on the build (dist/index.js) as it does on the sources;
  * - the installed `etam` runs from dist/node, and without sharp it says what to install.
  */
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -27,10 +27,24 @@ let tarball: string;
 let files: string[];
 let consumer: string;
 
-const run = (cmd: string, args: string[], cwd: string, timeout = 300_000): SpawnSyncReturns<string> =>
-  spawnSync(cmd, args, { cwd, encoding: 'utf8', timeout, env: { ...process.env, npm_config_update_notifier: 'false' } });
+interface Ran { status: number | null; stdout: string; stderr: string; error?: Error }
 
-const show = (r: SpawnSyncReturns<string>): string => `exit ${r.status}${r.error ? ` (${r.error.message})` : ''}\n${r.stdout}\n${r.stderr}`;
+/**
+ * Runs a command to its end, asynchronously: a build or a compile takes a while, and a blocked
+ * event loop would starve vitest's own messages to the worker (spawnSync must not be used here).
+ */
+function run(cmd: string, args: string[], cwd: string): Promise<Ran> {
+  return new Promise((res) => {
+    const child = spawn(cmd, args, { cwd, env: { ...process.env, npm_config_update_notifier: 'false' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const r: Ran = { status: null, stdout: '', stderr: '' };
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { r.stdout += d; });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { r.stderr += d; });
+    child.on('error', (e) => { r.error = e; });
+    child.on('close', (code) => { r.status = code; res(r); });
+  });
+}
+
+const show = (r: Ran): string => `exit ${r.status}${r.error ? ` (${r.error.message})` : ''}\n${r.stdout}\n${r.stderr}`;
 
 function link(name: string): void {
   const to = join(consumer, 'node_modules', name);
@@ -38,10 +52,10 @@ function link(name: string): void {
   symlinkSync(join(REPO, 'node_modules', name), to, 'dir');
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'etam-package-'));
   const t0 = performance.now();
-  const r = run('npm', ['pack', '--json', '--pack-destination', tmp], REPO);
+  const r = await run('npm', ['pack', '--json', '--pack-destination', tmp], REPO);
   if (r.status !== 0) throw new Error(`npm pack failed: ${show(r)}`);
   // npm prints the build's output (prepack) before the JSON
   const json = r.stdout.search(/^\[\s*\{/m);
@@ -56,7 +70,7 @@ beforeAll(() => {
   consumer = join(tmp, 'consumer');
   const pkg = join(consumer, 'node_modules', 'efficienttam-webgpu');
   mkdirSync(pkg, { recursive: true });
-  const x = run('tar', ['-xzf', tarball, '-C', pkg, '--strip-components=1'], tmp);
+  const x = await run('tar', ['-xzf', tarball, '-C', pkg, '--strip-components=1'], tmp);
   if (x.status !== 0) throw new Error(`tar failed: ${show(x)}`);
   for (const dep of ['@webgpu/types', '@types/node', 'webgpu', 'sharp']) link(dep);
   writeFileSync(join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }, null, 2));
@@ -84,7 +98,7 @@ describe('the packed tarball', () => {
 
 describe('a strict TypeScript consumer project made from the tarball', () => {
   it("compiles README.md's examples (tsc --init defaults, library checks on, no @webgpu/types in its types)", async () => {
-    const init = run(process.execPath, [TSC, '--init'], consumer);
+    const init = await run(process.execPath, [TSC, '--init'], consumer);
     expect(init.status, show(init)).toBe(0);
     const path = join(consumer, 'tsconfig.json');
     let cfg = readFileSync(path, 'utf8');
@@ -113,16 +127,16 @@ describe('a strict TypeScript consumer project made from the tarball', () => {
       browserExample,
     ].join('\n'));
     const t0 = performance.now();
-    const tsc = run(process.execPath, [TSC, '-p', consumer], consumer);
+    const tsc = await run(process.execPath, [TSC, '-p', consumer], consumer);
     console.log(`consumer tsc: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     expect(tsc.stdout + tsc.stderr, show(tsc)).toBe('');
     expect(tsc.status).toBe(0);
     expect(existsSync(join(consumer, 'out/node.js'))).toBe(true);
   }, 300_000);
 
-  it('the compiled Node example runs on the build (dist/index.js), webgpu and sharp', () => {
+  it('the compiled Node example runs on the build (dist/index.js), webgpu and sharp', async () => {
     // run from the repository: the example reads ../shared as a person in a clone would
-    const r = run(process.execPath, [join(consumer, 'out/node.js')], REPO);
+    const r = await run(process.execPath, [join(consumer, 'out/node.js')], REPO);
     expect(r.status, show(r)).toBe(0);
     expect(r.stdout).toMatch(/^3 masks of 960x540 \(1555200 bytes\), predicted IoUs /m);
   }, 300_000);
@@ -131,20 +145,20 @@ describe('a strict TypeScript consumer project made from the tarball', () => {
 describe('the installed etam command', () => {
   const etam = () => join(consumer, 'node_modules/efficienttam-webgpu/bin/etam.js');
 
-  it('runs the build in dist/node (no sources in the package)', () => {
-    const r = run(process.execPath, [etam(), 'info', '../shared/golden/tiny'], REPO);
+  it('runs the build in dist/node (no sources in the package)', async () => {
+    const r = await run(process.execPath, [etam(), 'info', '../shared/golden/tiny'], REPO);
     expect(r.status, show(r)).toBe(0);
     expect(r.stdout).toMatch(/image size: 128x128/);
   });
 
-  it('without sharp, says what to install (no stack trace) and writes nothing', () => {
+  it('without sharp, says what to install (no stack trace) and writes nothing', async () => {
     rmSync(join(consumer, 'node_modules/sharp'));
     const out = join(tmp, 'no-sharp-out');
     for (const args of [
       ['segment', '../shared/data/bedroom/00000.jpg', '-w', '../shared/golden/tiny', '--point', '5,5', '-o', out],
       ['track', '../shared/data/bedroom', '-w', '../shared/golden/tiny', '--object', 'point=5,5', '-o', out],
     ]) {
-      const r = run(process.execPath, [etam(), ...args], REPO);
+      const r = await run(process.execPath, [etam(), ...args], REPO);
       expect(r.status, show(r)).toBe(1);
       expect(r.stderr).toMatch(new RegExp(`^etam ${args[0]}: error: .*needs the 'sharp' package, which is not installed: npm install sharp$`, 'm'));
       expect(r.stderr).not.toMatch(/^\s+at /m);

@@ -51,9 +51,11 @@ export const TRACK: CommandSpec = {
   ],
   details: `Frame numbers count from 0 in the order of the folder's files (sorted by their numbers) or
 of the video. Coordinates are pixels of the frames (x right, y down, from the top-left corner).
-Frames are decoded as they are needed. Outputs in DIR: masks/obj<K>/<frame>.png (0/255),
+Frames are decoded as they are needed. Outputs in DIR: masks/obj<K>/<frame>.png (grey 0/255),
 masks.json (COCO, compressed RLE, column-major, as pycocotools writes it), overlays/<frame>.jpg
-and overlay.mp4 (with ffmpeg). Ctrl-C stops after the current frame; what is written stays.
+and overlay.mp4 (with ffmpeg); the overlays show the prompts too. Every file is written under a
+temporary name and renamed when complete. Ctrl-C (or SIGTERM, SIGHUP) stops after the current
+frame and closes masks.json and overlay.mp4; a second one closes them at once.
 
 example:
   etam track ../shared/data/bedroom --weights ../shared/golden/tiny \\

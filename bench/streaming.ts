@@ -11,26 +11,13 @@ import { loadCase } from '../src/golden/case.js';
 import { caseModel } from '../src/golden/stages.js';
 import type { ImageSource } from '../src/kernels/preprocess.js';
 import { VideoPredictor } from '../src/model/video_predictor.js';
+import { movingDiscFrame } from '../tests/helpers.js';
 import { median, printTable, type Row } from './common.js';
 
-const W = 96, H = 64;
-
-/** Frame i: a textured background and a disc moving across it (as tests/video_modes.test.ts). */
-function frame(i: number): ImageSource {
-  const data = new Uint8Array(W * H * 3);
-  const cx = 20 + 50 * (0.5 + 0.5 * Math.sin(i / 15)), cy = 32 + 12 * Math.cos(i / 11);
-  for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
-    const o = (y * W + x) * 3;
-    const inside = (x - cx) ** 2 + (y - cy) ** 2 < 14 ** 2;
-    data[o] = inside ? 230 : (x * 7 + y * 3 + i) & 127;
-    data[o + 1] = inside ? 40 : (x * 2 + y * 5) & 127;
-    data[o + 2] = inside ? 60 : 90;
-  }
-  return { data, width: W, height: H, channels: 3 };
-}
+const W = 96, H = 64; // movingDiscFrame's size
 
 async function* frames(n: number): AsyncGenerator<ImageSource> {
-  for (let i = 0; i < n; i++) yield frame(i);
+  for (let i = 0; i < n; i++) yield movingDiscFrame(i);
 }
 
 async function main(): Promise<number> {

@@ -125,6 +125,18 @@ function spawnEtam(args: string[]): { child: ChildProcessWithoutNullStreams; out
   return { child, out, exited, until };
 }
 
+/**
+ * `etam track` on the bedroom frames (object 1 clicked, at most 60 frames) into tmp/NAME, in its
+ * own process; resolves once `pngs` of its masks are written.
+ */
+async function trackUntil(name: string, pngs: number, extra: string[] = ['--no-overlay']) {
+  const out = join(tmp, name);
+  const dir = join(out, 'masks', 'obj1');
+  const p = spawnEtam(['track', BEDROOM, '-w', TINY, '--object', 'point=528,324', '--frames', '60', ...extra, '--out', out]);
+  await p.until(() => existsSync(dir) && readdirSync(dir).filter((f) => f.endsWith('.png')).length >= pngs);
+  return { ...p, outDir: out, dir };
+}
+
 describe('pieces', () => {
   it("RLE: pycocotools' compressed strings, column-major, round trip", () => {
     // known pycocotools outputs: an empty 2x2 mask is "4"; a full 3x3 one is counts [0, 9] -> "09"
@@ -269,10 +281,8 @@ describe('etam track', () => {
   }, 300_000);
 
   it('Ctrl-C stops after the current frame and keeps a complete masks.json for the frames written', async () => {
-    const out = join(tmp, 'interrupted');
-    const dir = join(out, 'masks', 'obj1');
-    const p = spawnEtam(['track', BEDROOM, '-w', TINY, '--object', 'point=528,324', '--frames', '60', '--no-overlay', '--out', out]);
-    await p.until(() => existsSync(dir) && readdirSync(dir).filter((f) => f.endsWith('.png')).length >= 2);
+    const p = await trackUntil('interrupted', 2);
+    const { outDir: out, dir } = p;
     p.child.kill('SIGINT');
     const code = await p.exited;
     expect(code, p.out.stderr).toBe(130);
@@ -287,10 +297,8 @@ describe('etam track', () => {
   }, 120_000);
 
   it('SIGTERM stops like Ctrl-C (exit 143); SIGHUP too (the handlers, exit 129)', async () => {
-    const out = join(tmp, 'sigterm');
-    const dir = join(out, 'masks', 'obj1');
-    const p = spawnEtam(['track', BEDROOM, '-w', TINY, '--object', 'point=528,324', '--frames', '60', '--no-overlay', '--out', out]);
-    await p.until(() => existsSync(dir) && readdirSync(dir).filter((f) => f.endsWith('.png')).length >= 1);
+    const p = await trackUntil('sigterm', 1);
+    const { outDir: out, dir } = p;
     p.child.kill('SIGTERM');
     expect(await p.exited, p.out.stderr).toBe(143);
     expect(p.out.stdout).toMatch(/interrupted \(SIGTERM\)/);
@@ -320,10 +328,8 @@ describe('etam track', () => {
   }, 120_000);
 
   it('a second Ctrl-C stops at once and still leaves a valid masks.json and overlay.mp4 (or none), no partial files', async () => {
-    const out = join(tmp, 'interrupted-twice');
-    const dir = join(out, 'masks', 'obj1');
-    const p = spawnEtam(['track', BEDROOM, '-w', TINY, '--object', 'point=528,324', '--frames', '60', '--out', out]);
-    await p.until(() => existsSync(dir) && readdirSync(dir).filter((f) => f.endsWith('.png')).length >= 3);
+    const p = await trackUntil('interrupted-twice', 3, []); // with overlays and overlay.mp4
+    const { outDir: out, dir } = p;
     p.child.kill('SIGINT');
     await p.until(() => /stopping after this frame/.test(p.out.stderr));
     p.child.kill('SIGINT');

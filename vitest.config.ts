@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { defineConfig } from 'vitest/config';
 
 // Dawn prints two notices of limits it clamps ("maxDynamic...BuffersPerPipelineLayout artificially
@@ -17,6 +18,8 @@ process.stderr.write = ((chunk: unknown, ...rest: unknown[]) => {
 }) as typeof process.stderr.write;
 
 export default defineConfig({
+  // the README's examples import the package by name (tests/readme.test.ts)
+  resolve: { alias: { 'efficienttam-webgpu': resolve(import.meta.dirname, 'src/index.ts') } },
   test: {
     include: ['tests/**/*.test.ts'],
     // Each file gets its own process (Dawn per process); two cores, so at most two at once.

@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" preserve="true" />
 /**
  * efficienttam-webgpu: EfficientTAM (Efficient Track Anything) on WebGPU.
  *
@@ -5,7 +6,7 @@
  *   const weights = await loadWeights(urlOrFileOrPath, { onProgress });
  *   const model = EfficientTAM.load(ctx, weights, detectVariant(weights).config);
  *   const predictor = new ImagePredictor(model);
- *   predictor.setImage({ data, width, height, channels: 4 });
+ *   predictor.setImage({ data, width, height, channels: 4 });   // or await decodeImageFile(path) in Node
  *   const { masks, ious } = await predictor.predict({ points: [[x, y]], labels: [1] });
  */
 export { GpuContext, DeviceLostError, GpuError, type GpuErrorKind, type GpuStats } from './gpu/context.js';
@@ -15,6 +16,8 @@ export { requestDevice, getGPU, WebGPUUnavailableError, type DeviceOptions } fro
 export { Tensor, type DType } from './gpu/tensor.js';
 export { parseSafetensors, SafetensorsError, type SafetensorsFile } from './io/safetensors.js';
 export { WeightError } from './io/weights.js';
+export { decodeImageFile, type DecodedImage, type DecodeOptions } from './io/image.js';
+export { MissingPackageError } from './io/packages.js';
 export { loadWeights, type LoadWeightsOptions, type WeightsSource } from './weights/load.js';
 export { detectVariant, VariantError } from './weights/variant.js';
 export { manifest, buildManifest } from './weights/manifest.js';

@@ -81,10 +81,13 @@ async function withoutDawnNotices<T>(f: () => T): Promise<T> {
   try {
     const names = ['node:fs', 'node:os', 'node:path'];
     [fs, os, path] = await Promise.all(names.map((n) => import(/* @vite-ignore */ n))) as [typeof fs, typeof os, typeof path];
-    const st = fs.fstatSync(2);
-    fs.fstatSync(0); // 0 and 1 open: a descriptor opened after closing 2 is 2
-    fs.fstatSync(1);
-    if (!(st.isFIFO() || st.isCharacterDevice()) || !fs.existsSync('/proc/self/fd/2')) return f();
+    // What stderr is, from its /proc link, not fstat: Node 20 leaves an fstat's result in a shared
+    // buffer where a pipe's mode then breaks the next ESM import through a symlinked package.
+    const target = fs.readlinkSync('/proc/self/fd/2');
+    const reopenable = target.startsWith('pipe:') || /^\/dev\/(pts\/\d+|tty\w*|null|console)$/.test(target);
+    fs.readlinkSync('/proc/self/fd/0'); // 0 and 1 open: a descriptor opened after closing 2 is 2
+    fs.readlinkSync('/proc/self/fd/1');
+    if (!reopenable) return f();
   } catch {
     return f();
   }

@@ -179,11 +179,13 @@ export function deepPersistentIdPickle(depth: number): Uint8Array {
   return p.op(0x51).bytes(); // BINPERSID
 }
 
-/** A list receiving `items` items in one APPENDS. */
-export function bigAppendsPickle(items: number): Uint8Array {
-  const p = new Pickle().op(0x5d, 0x28);
+/** A state dict holding a list of `items` Nones built by one APPENDS (not a tensor, so skipped), and one tensor. */
+export function appendsCheckpoint(items: number): Uint8Array {
+  const p = new Pickle().op(0x7d).str('x').op(0x5d, 0x28);
   p.b.repeat([0x4e], items); // NONE
-  return p.op(0x65).bytes(); // APPENDS
+  p.op(0x65, 0x73); // APPENDS SETITEM
+  p.str('w').tensor('FloatStorage', '0', 4, 0, [4], [1]).op(0x73);
+  return checkpointZip(p.bytes(), { 0: new Uint8Array(16) });
 }
 
 /** A storage class named `name` (e.g. 'constructor', '__proto__') in an otherwise valid tensor. */

@@ -14,8 +14,9 @@ export function abortError(source: string, signal?: AbortSignal): Error {
 /** Resolves on a later turn of the event loop (a macrotask: timers, I/O and abort events run first). */
 export const nextTurn = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 0));
 
-/** How long a slice of work may hold the event loop before `drive` yields. */
+/** How long work may hold the event loop before `drive` yields, and how many slices at most (so a fast machine yields too). */
 export const SLICE_MS = 8;
+export const SLICES_PER_TURN = 64;
 
 /** Runs a generator of work slices (each `yield` ends a slice) to its return value, in one go. */
 export function driveSync<T>(work: Generator<void, T>): T {
@@ -27,18 +28,21 @@ export function driveSync<T>(work: Generator<void, T>): T {
 
 /**
  * Runs a generator of work slices to its return value, yielding to the event loop whenever
- * SLICE_MS have passed, and rejecting with an AbortError as soon as `signal` is aborted.
+ * SLICE_MS have passed or SLICES_PER_TURN slices have run, and rejecting with an AbortError as
+ * soon as `signal` is aborted (checked before every slice).
  */
 export async function drive<T>(work: Generator<void, T>, source: string, signal?: AbortSignal): Promise<T> {
-  let sliceStart = performance.now();
+  let turnStart = performance.now();
+  let slices = 0;
   try {
     for (;;) {
       if (signal?.aborted) throw abortError(source, signal);
       const r = work.next();
       if (r.done) return r.value;
-      if (performance.now() - sliceStart >= SLICE_MS) {
+      if (++slices >= SLICES_PER_TURN || performance.now() - turnStart >= SLICE_MS) {
         await nextTurn();
-        sliceStart = performance.now();
+        turnStart = performance.now();
+        slices = 0;
       }
     }
   } finally {

@@ -42,22 +42,52 @@ export class Bytes {
   bytes(): Uint8Array { return this.buf.slice(0, this.length); }
 }
 
+const crcs = new WeakMap<Uint8Array, number>();
+/** crc32, remembered per array (a fuzz test re-zips the same storages hundreds of times). */
+function cachedCrc(data: Uint8Array): number {
+  let c = crcs.get(data);
+  if (c === undefined) { c = crc32(data); crcs.set(data, c); }
+  return c;
+}
+
 /** A STORED zip of these entries, as torch.save lays it out (no data descriptors, no ZIP64). */
 export function makeZip(entries: readonly (readonly [string, Uint8Array])[]): Uint8Array {
-  const out = new Bytes();
-  const central = new Bytes();
-  for (const [name, data] of entries) {
-    const nb = enc.encode(name);
-    const offset = out.length;
-    const common = (b: Bytes) => b.u16(20).u16(0).u16(0).u32(0).u32(crc32(data)).u32(data.length).u32(data.length)
-      .u16(nb.length).u16(0);
-    common(out.u32(0x04034b50)).append(nb).append(data);
-    common(central.u32(0x02014b50).u16(20)).u16(0).u16(0).u16(0).u32(0).u32(offset).append(nb);
-  }
-  const cdOffset = out.length;
-  const cd = central.bytes();
-  return out.append(cd).u32(0x06054b50).u32(0).u16(entries.length).u16(entries.length)
-    .u32(cd.length).u32(cdOffset).u16(0).bytes();
+  const names = entries.map(([name]) => enc.encode(name));
+  const dataBytes = entries.reduce((a, [, d]) => a + d.length, 0);
+  const nameBytes = names.reduce((a, n) => a + n.length, 0);
+  const cdSize = 46 * entries.length + nameBytes;
+  const cdOffset = 30 * entries.length + nameBytes + dataBytes;
+  const out = new Uint8Array(cdOffset + cdSize + 22);
+  const dv = new DataView(out.buffer);
+  let p = 0;
+  let q = cdOffset;
+  entries.forEach(([, data], i) => {
+    const nb = names[i]!;
+    const common = (at: number) => { // version, flags, method, time/date, crc, sizes, name length, extra length
+      dv.setUint16(at, 20, true);
+      dv.setUint32(at + 10, cachedCrc(data), true);
+      dv.setUint32(at + 14, data.length, true);
+      dv.setUint32(at + 18, data.length, true);
+      dv.setUint16(at + 22, nb.length, true);
+    };
+    dv.setUint32(q, 0x02014b50, true);
+    dv.setUint16(q + 4, 20, true);
+    common(q + 6);
+    dv.setUint32(q + 42, p, true);
+    out.set(nb, q + 46);
+    q += 46 + nb.length;
+    dv.setUint32(p, 0x04034b50, true);
+    common(p + 4);
+    out.set(nb, p + 30);
+    out.set(data, p + 30 + nb.length);
+    p += 30 + nb.length + data.length;
+  });
+  dv.setUint32(q, 0x06054b50, true);
+  dv.setUint16(q + 8, entries.length, true);
+  dv.setUint16(q + 10, entries.length, true);
+  dv.setUint32(q + 12, cdSize, true);
+  dv.setUint32(q + 16, cdOffset, true);
+  return out;
 }
 
 /** A checkpoint zip: archive/data.pkl, archive/data/<key> for each storage, archive/version, extras. */

@@ -127,12 +127,12 @@ function* readSteps(bytes: Uint8Array, opts: ConvertOptions): Generator<void, Ma
   const pickle = zip.read(pkl);
   stats.pickleBytes = pickle.byteLength;
   const unpickler = createUnpickler(pickle, `${source}: ${pkl}`);
-  while (!unpickler.step(PICKLE_SLICE_OPS)) {
+  try {
+    while (!unpickler.step(PICKLE_SLICE_OPS)) yield;
+  } finally {
     stats.opcodes = unpickler.stats.opcodes;
-    yield;
+    stats.pickleMemory = unpickler.stats.memory;
   }
-  stats.opcodes = unpickler.stats.opcodes;
-  stats.pickleMemory = unpickler.stats.memory;
   const top = unpickler.result;
   if (!(top instanceof PyDict)) return fail('the pickled object is not a dict (expected {"model": state_dict} or a state dict)');
   const model = top.get('model');

@@ -224,8 +224,8 @@ export function createUnpickler(data: Uint8Array, source = 'data.pkl'): Unpickle
     throw new PickleError(`${source}: ${msg} (at byte ${opPos})`);
   };
   const charge = (bytes: number) => {
-    stats.memory += bytes;
-    if (stats.memory > memoryLimit) {
+    if (stats.memory + bytes <= memoryLimit) stats.memory += bytes;
+    else {
       fail(`the pickle makes more objects than a state dict of its size could (over ${memoryLimit} bytes of them from ` +
         `${data.byteLength} bytes of pickle): the file is corrupt or crafted`);
     }
@@ -247,8 +247,9 @@ export function createUnpickler(data: Uint8Array, source = 'data.pkl'): Unpickle
     return v > data.length - pos ? fail(`length ${hi ? `${hi} * 2^32 + ${dv.getUint32(p, true)}` : v} runs past the end of the pickle`) : v;
   };
   const str = (n: number) => {
+    const p = need(n);
     charge(COST.string + n);
-    return utf8.decode(data.subarray(need(n), pos));
+    return utf8.decode(data.subarray(p, pos));
   };
   const line = () => {
     const end = data.indexOf(0x0a, pos);
@@ -336,8 +337,8 @@ export function createUnpickler(data: Uint8Array, source = 'data.pkl'): Unpickle
         case 0x58: push(str(u32())); break; // BINUNICODE 'X'
         case 0x8c: push(str(u8())); break; // SHORT_BINUNICODE
         case 0x8d: push(str(u64())); break; // BINUNICODE8
-        case 0x43: { const n = u8(); charge(COST.bytes + n); push(data.slice(need(n), pos)); break; } // SHORT_BINBYTES 'C'
-        case 0x42: { const n = u32(); charge(COST.bytes + n); push(data.slice(need(n), pos)); break; } // BINBYTES 'B'
+        case 0x43: { const p = need(u8()); charge(COST.bytes + pos - p); push(data.slice(p, pos)); break; } // SHORT_BINBYTES 'C'
+        case 0x42: { const p = need(u32()); charge(COST.bytes + pos - p); push(data.slice(p, pos)); break; } // BINBYTES 'B'
         case 0x74: push(array(popMark())); break; // TUPLE 't' (popMark replaces `stack`)
         case 0x6c: push(array(popMark())); break; // LIST 'l'
         case 0x85: push(array([pop()])); break; // TUPLE1

@@ -193,20 +193,38 @@ const shifted = (what: string, stated: number, actual: number) =>
 
 const hex = (v: number) => '0x' + v.toString(16).padStart(8, '0');
 
-let crcTable: Uint32Array | null = null;
+/**
+ * Eight 256-entry tables for CRC-32 by "slicing": table k maps a byte to the CRC of that byte
+ * followed by k zero bytes, so eight input bytes are folded in with eight lookups and no
+ * dependency between them (about 4x the speed of one table lookup per byte).
+ */
+let crcTables: Uint32Array | null = null;
+
+function tables(): Uint32Array {
+  if (crcTables) return crcTables;
+  const t = new Uint32Array(8 * 256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  for (let n = 0; n < 256; n++) {
+    for (let k = 1; k < 8; k++) t[k * 256 + n] = (t[(k - 1) * 256 + n]! >>> 8) ^ t[t[(k - 1) * 256 + n]! & 0xff]!;
+  }
+  return (crcTables = t);
+}
 
 /** CRC-32 (IEEE 802.3, the zip checksum); `crc` is the CRC of the bytes before `data`, to compute it in pieces. */
 export function crc32(data: Uint8Array, crc = 0): number {
-  if (!crcTable) {
-    crcTable = new Uint32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      crcTable[n] = c >>> 0;
-    }
-  }
-  const t = crcTable;
+  const t = tables();
   let c = (crc ^ 0xffffffff) >>> 0;
-  for (let i = 0; i < data.length; i++) c = t[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
+  let i = 0;
+  const n8 = data.length - (data.length % 8);
+  for (; i < n8; i += 8) {
+    const a = (c ^ (data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16) | (data[i + 3]! << 24))) >>> 0;
+    c = t[1792 + (a & 0xff)]! ^ t[1536 + ((a >>> 8) & 0xff)]! ^ t[1280 + ((a >>> 16) & 0xff)]! ^ t[1024 + (a >>> 24)]! ^
+      t[768 + data[i + 4]!]! ^ t[512 + data[i + 5]!]! ^ t[256 + data[i + 6]!]! ^ t[data[i + 7]!]!;
+  }
+  for (; i < data.length; i++) c = t[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
   return (c ^ 0xffffffff) >>> 0;
 }

@@ -28,6 +28,16 @@ function GPUBufferUsageFlags(): number {
 const MAP_READ = 0x0001;
 const COPY_DST = 0x0008;
 
+/** The buffers a piece of work took from a context (see `GpuContext.beginAllocations`). */
+export interface Allocations {
+  /** made by allocBuffer */
+  created: Set<GPUBuffer>;
+  /** taken from the pool */
+  taken: Set<GPUBuffer>;
+  /** of those, the ones still out of the pool when the noting ended */
+  held: Set<GPUBuffer>;
+}
+
 /** One compute dispatch: a kernel's pipeline, its storage buffers in binding order, the grid. */
 export interface Dispatch {
   pipeline: GPUComputePipeline;
@@ -117,9 +127,63 @@ export class GpuContext {
   allocBuffer(bytes: number): GPUBuffer {
     const size = Math.max(16, Math.ceil(bytes / 16) * 16);
     const list = this.pool.get(size);
-    if (list && list.length > 0) return list.pop()!;
+    if (list && list.length > 0) {
+      const b = list.pop()!;
+      for (const log of this.allocationLogs) log.taken.add(b);
+      return b;
+    }
     this.bytesHeld += size;
-    return this.createBuffer(size, STORAGE_USAGE);
+    const b = this.createBuffer(size, STORAGE_USAGE);
+    for (const log of this.allocationLogs) log.created.add(b);
+    return b;
+  }
+
+  private readonly allocationLogs: Allocations[] = [];
+
+  /**
+   * Starts noting the storage buffers handed out by `allocBuffer` (made, or taken from the pool),
+   * until `endAllocations`: what a model's load took, so that a failed load can give it all back
+   * (`freeAllocations`). Meant for synchronous work (a load), which nothing else interleaves with.
+   */
+  beginAllocations(): Allocations {
+    const log: Allocations = { created: new Set(), taken: new Set(), held: new Set() };
+    this.allocationLogs.push(log);
+    return log;
+  }
+
+  /** Stops noting; the buffers still held (not back in the pool) are what the work kept. */
+  endAllocations(log: Allocations): void {
+    const i = this.allocationLogs.indexOf(log);
+    if (i >= 0) this.allocationLogs.splice(i, 1);
+    const pooled = this.pooledSet();
+    for (const b of [...log.created, ...log.taken]) if (!pooled.has(b)) log.held.add(b);
+  }
+
+  /**
+   * Gives back what the noted work kept, once it has failed and nothing uses it: buffers it made
+   * are destroyed (those it left in the pool too), buffers it took from the pool go back there.
+   * The bytes in use return to what they were before it began.
+   */
+  freeAllocations(log: Allocations): void {
+    if (this.allocationLogs.includes(log)) this.endAllocations(log);
+    this.flush();
+    const pooled = this.pooledSet();
+    const drop = new Set([...log.created].filter((b) => log.held.has(b) || pooled.has(b)));
+    for (const [size, list] of this.pool) this.pool.set(size, list.filter((b) => !drop.has(b)));
+    for (const b of drop) {
+      this.bytesHeld -= b.size;
+      b.destroy();
+    }
+    for (const b of log.taken) if (log.held.has(b)) this.recycle(b);
+    log.created.clear();
+    log.taken.clear();
+    log.held.clear();
+  }
+
+  private pooledSet(): Set<GPUBuffer> {
+    const s = new Set<GPUBuffer>();
+    for (const list of this.pool.values()) for (const b of list) s.add(b);
+    return s;
   }
 
   /**

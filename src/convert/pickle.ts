@@ -190,7 +190,7 @@ export const MEMORY_PER_BYTE = 12;
 export const MEMORY_FLOOR = 4 << 20;
 
 /** Estimated heap bytes of what an opcode makes (V8: an array ~40 + 8 per item, a string ~24 + its length, a Map entry ~30, an array slot 8; both more while they grow). */
-const COST = { array: 40, item: 8, object: 48, string: 24, bytes: 96, memo: 64, memoDense: 16, mark: 48 };
+const COST = { array: 40, item: 8, object: 48, string: 24, bytes: 96, memo: 64, memoDense: 32, mark: 48 };
 /** Memo indices below this are kept in an array. */
 const MEMO_ARRAY_LIMIT = 1 << 24;
 

@@ -6,21 +6,13 @@ import { ZipError } from '../src/convert/zip.js';
 import { f16ToF32, f32ToF16Array } from '../src/gpu/half.js';
 import { parseSafetensors, readSafetensorsFile } from '../src/io/safetensors.js';
 import { checkpointZip, makeZip, Pickle } from './checkpoints.js';
+import { errorOf } from './helpers.js';
 
 const TINY = '/work/shared/golden/tiny';
 const tinyPt = () => new Uint8Array(readFileSync(`${TINY}/checkpoint.pt`));
 const enc = new TextEncoder();
 
 const bytesOf = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-
-function errorOf(f: () => unknown): Error {
-  try {
-    f();
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected an error');
-}
 
 describe('convert: the tiny golden checkpoint', () => {
   it('gives exactly the tensors of weights.safetensors', async () => {

@@ -73,3 +73,13 @@ export function randomImage(W: number, H: number, seed: number): { data: Uint8Ar
   for (let i = 0; i < data.length; i++) data[i] = Math.floor(r() * 256);
   return { data, width: W, height: H, channels: 4 };
 }
+
+/** The error `f` throws (a test fails when it throws none). */
+export function errorOf(f: () => unknown): Error {
+  try {
+    f();
+  } catch (e) {
+    return e as Error;
+  }
+  throw new Error('expected an error');
+}

@@ -20,19 +20,11 @@ import { ZipError } from '../src/convert/zip.js';
 import { parseSafetensors, SafetensorsError, writeSafetensors } from '../src/io/safetensors.js';
 import { loadWeights } from '../src/weights/load.js';
 import * as C from './checkpoints.js';
+import { errorOf } from './helpers.js';
 
 const TINY = '/work/shared/golden/tiny';
 const tinyPt = () => new Uint8Array(readFileSync(`${TINY}/checkpoint.pt`));
 const enc = new TextEncoder();
-
-function errorOf(f: () => unknown): Error {
-  try {
-    f();
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected an error');
-}
 
 /** A safetensors file from a header text and `dataLen` zero bytes of data. */
 function safetensors(header: string, dataLen: number): Uint8Array {

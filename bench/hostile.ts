@@ -92,6 +92,8 @@ const PROBES: Probe[] = [
   } },
   { name: 'stride0', what: 'a 16-byte storage viewed as [16384, 16384] with stride 0', run: (s) => convertBytes(s, C.strideZeroCheckpoint(16384, 16384), 'stride0.pt') },
   { name: 'aliased', what: 'a 4.4 MB file: one 4.4 MB storage viewed by 400 tensors', run: (s) => convertBytes(s, C.aliasedCheckpoint(1_100_000, 400), 'aliased.pt') },
+  { name: 'shared-shape', what: 'a 2.8 MB file: 20,000 tensors sharing one memoised 100,000-dim size/stride tuple', run: (s) => convertBytes(s, C.sharedShapeCheckpoint(100_000, 20_000), 'shape.pt') },
+  { name: 'shared-tensor', what: 'a 0.8 MB file: one 100,000-dim tensor under 50,000 keys', run: (s) => convertBytes(s, C.sharedTensorCheckpoint(100_000, 50_000), 'keys.pt') },
   { name: 'zip-extra', what: 'tiny checkpoint, central-directory extra length 0xFFFF', run: (s) => convertBytes(s, C.withCentralExtraLength(new Uint8Array(readFileSync(`${TINY}/checkpoint.pt`)), 0xffff), 'extra.pt') },
   { name: 'nested-key', what: 'a tensor key nested 1,000,000 lists deep', run: (s) => convertBytes(s, C.nestedKeyCheckpoint(1_000_000), 'nested.pt') },
   { name: 'cyclic-key', what: 'a tensor key that is a list containing itself', run: (s) => convertBytes(s, C.cyclicKeyCheckpoint(), 'cyclic.pt') },

@@ -245,3 +245,31 @@ export function withCentralExtraLength(zip: Uint8Array, extraLen: number): Uint8
   dv.setUint16(cd + 30, extraLen, true);
   return out;
 }
+
+/** A pickle prefix pushing a tuple of `rank` ones into memo slot 1 (MARK, BININT1 1 x rank, TUPLE, BINPUT 1, POP). */
+function sharedOnes(rank: number): Pickle {
+  const p = new Pickle().op(0x28);
+  p.b.repeat([0x4b, 1], rank);
+  return p.op(0x74).put(1).op(0x30);
+}
+
+/** `tensors` tensors whose size and stride are one memoised tuple of `rank` ones (fetched with BINGET). */
+export function sharedShapeCheckpoint(rank: number, tensors: number): Uint8Array {
+  const p = sharedOnes(rank).op(0x7d, 0x28);
+  for (let t = 0; t < tensors; t++) {
+    p.str(`w${t}`).global('torch._utils', '_rebuild_tensor_v2').op(0x28);
+    p.op(0x28).str('storage').global('torch', 'FloatStorage').str('0').str('cpu').int(4).op(0x74, 0x51);
+    p.int(0).get(1).get(1).op(0x89).global('collections', 'OrderedDict').op(0x29, 0x52, 0x74, 0x52);
+  }
+  return checkpointZip(p.op(0x75).bytes(), { 0: new Uint8Array(16) });
+}
+
+/** One tensor of rank `rank` (all ones), memoised and given under `keys` names. */
+export function sharedTensorCheckpoint(rank: number, keys: number): Uint8Array {
+  const p = sharedOnes(rank).op(0x7d, 0x28);
+  p.str('w').global('torch._utils', '_rebuild_tensor_v2').op(0x28);
+  p.op(0x28).str('storage').global('torch', 'FloatStorage').str('0').str('cpu').int(4).op(0x74, 0x51);
+  p.int(0).get(1).get(1).op(0x89).global('collections', 'OrderedDict').op(0x29, 0x52, 0x74, 0x52).put(2);
+  for (let k = 0; k < keys; k++) p.str(`k${k}`).get(2);
+  return checkpointZip(p.op(0x75).bytes(), { 0: new Uint8Array(16) });
+}

@@ -80,11 +80,13 @@ describe('unpickler: cost linear in the file', () => {
 
   it('the tiny checkpoint fits the budgets with room to spare', () => {
     const stats = {} as CheckpointStats;
-    readCheckpoint(tinyPt(), { stats });
+    const out = convertCheckpoint(tinyPt(), { stats });
     expect(stats.opcodes).toBeLessThanOrEqual(stats.pickleBytes);
     // about 7.5 bytes of objects per byte of pickle, against a budget of 12 (+ the floor)
     expect(stats.pickleMemory).toBeLessThan(9 * stats.pickleBytes);
-    expect(stats.outputBytes).toBeLessThan(stats.fileBytes);
+    // the output estimate bounds what is written, and is close to it
+    expect(out.byteLength).toBeLessThanOrEqual(stats.outputBytes);
+    expect(stats.outputBytes).toBeLessThan(1.1 * stats.fileBytes);
     expect(stats.storageBytes).toBeLessThan(stats.fileBytes);
   });
 });
@@ -94,7 +96,7 @@ describe('views that would make more than the file holds', () => {
     const bytes = C.strideZeroCheckpoint(16384, 16384);
     const err = errorOf(() => readCheckpoint(bytes, { source: 'stride0.pt' }));
     expect(err).toBeInstanceOf(CheckpointError);
-    expect(err.message).toMatch(/^stride0\.pt: tensor "w0" \(size \[16384,16384\], stride \[0,0\]\) takes the state dict's tensors past \d+ bytes, 2 times the file's/);
+    expect(err.message).toMatch(/^stride0\.pt: tensor "w0" \(size \[16384, 16384\], stride \[0, 0\]\) takes the state dict's tensors past \d+ bytes, 2 times the file's/);
   });
 
   it('a shape whose element count overflows, and strides of 2^52, are errors (not RangeErrors)', () => {
@@ -114,6 +116,16 @@ describe('views that would make more than the file holds', () => {
     const far = errorOf(() => readCheckpoint(view([2, 2], [2 ** 52, 2 ** 52])));
     expect(far).toBeInstanceOf(CheckpointError);
     expect(far.message).toMatch(/reaches .* of a storage of 4 elements/);
+  });
+
+  it('a size tuple shared through the memo by many tensors, or one tensor under many keys: charged per use', () => {
+    // 5,000 tensors reading one 20,000-dim size and stride: 2e8 dims from a 0.5 MB file
+    const shape = errorOf(() => readCheckpoint(C.sharedShapeCheckpoint(20_000, 5_000), { source: 's.pt' }));
+    expect(shape).toBeInstanceOf(PickleError);
+    expect(shape.message).toMatch(/^s\.pt: archive\/data\.pkl: the pickle makes more objects than a state dict of its size could/);
+    const keys = errorOf(() => readCheckpoint(C.sharedTensorCheckpoint(20_000, 20_000), { source: 'k.pt' }));
+    expect(keys).toBeInstanceOf(CheckpointError);
+    expect(keys.message).toMatch(/^k\.pt: tensor "k\d+" \(size \[1, 1, 1, 1, 1, 1, 1, 1, \.\.\. \(20000 in all\)\], .* takes the state dict's tensors past/);
   });
 
   it('many tensors over one storage are refused past twice the file; two tied tensors are fine', () => {

@@ -13,7 +13,7 @@ import {
   safetensorsItemSize, writeSafetensors,
   type RawArray, type SafetensorsDType, type TensorToWrite,
 } from '../io/safetensors.js';
-import { createUnpickler, describe, PyDict, TorchTensor } from './pickle.js';
+import { createUnpickler, describe, dims, PyDict, TorchTensor } from './pickle.js';
 import { crc32, openZip } from './zip.js';
 
 export class CheckpointError extends Error {
@@ -63,8 +63,12 @@ export interface ConvertOptions {
  */
 export const OUTPUT_PER_INPUT_BYTE = 2;
 export const OUTPUT_SLACK = 1 << 20;
-/** A tensor's safetensors header entry is about this long, plus its name. */
-const HEADER_ENTRY_BYTES = 64;
+/**
+ * A tensor's safetensors header entry is at most this long, plus up to 6 bytes per character of
+ * its name (JSON escapes) and 18 per dimension (16 digits, a comma, and one of the strides').
+ */
+const HEADER_ENTRY_BYTES = 96;
+const headerEntryBytes = (name: string, rank: number) => HEADER_ENTRY_BYTES + 6 * name.length + 18 * rank;
 
 /** Opcodes per unpickling slice, bytes per CRC slice: each takes a few milliseconds. */
 const PICKLE_SLICE_OPS = 1 << 14;
@@ -156,12 +160,19 @@ function* readSteps(bytes: Uint8Array, opts: ConvertOptions): Generator<void, Ma
       fail('a tensor is named "__metadata__", the name the safetensors format keeps for its metadata: it cannot be written');
     }
     const where = `tensor ${describe(name)}`;
+    const { shape, stride, storageOffset: offset } = t;
+    // The header entry first (O(1), at least as large as the rank): a shape shared by many tensors
+    // through the memo is then walked only while the output stays within its limit.
+    stats.outputBytes += headerEntryBytes(name, shape.length);
+    const tooLarge = () => fail(`${where} (size ${dims(shape)}, stride ${dims(stride)}) takes the state dict's tensors past ` +
+      `${outputLimit} bytes, ${OUTPUT_PER_INPUT_BYTE} times the file's ${bytes.byteLength} bytes (+${OUTPUT_SLACK}): views that ` +
+      `repeat their storage's bytes (stride 0, or many tensors over one storage) are refused beyond that`);
+    if (stats.outputBytes > outputLimit) tooLarge();
     const entry = `${prefix}data/${t.storage.key}`;
     const e = zip.entries.get(entry) ?? fail(`the storage of ${where} (entry ${describe(entry)}) is missing from the archive: the file is corrupt`);
-    const { shape, stride, storageOffset: offset } = t;
     const itemSize = safetensorsItemSize(t.storage.dtype);
     if (shape.some((d) => d < 0) || stride.some((st) => st < 0) || offset < 0) {
-      fail(`${where}: negative size, stride or offset (size [${shape}], stride [${stride}], offset ${offset})`);
+      fail(`${where}: negative size, stride or offset (size ${dims(shape)}, stride ${dims(stride)}, offset ${offset})`);
     }
     const storageNumel = Math.floor(e.size / itemSize);
     if (storageNumel < t.storage.numel) {
@@ -174,12 +185,8 @@ function* readSteps(bytes: Uint8Array, opts: ConvertOptions): Generator<void, Ma
       numel *= d;
       if (numel > room) break;
     }
-    stats.outputBytes += numel * itemSize + HEADER_ENTRY_BYTES + name.length;
-    if (stats.outputBytes > outputLimit) {
-      fail(`${where} (size [${shape}], stride [${stride}]) takes the state dict's tensors past ${outputLimit} bytes, ` +
-        `${OUTPUT_PER_INPUT_BYTE} times the file's ${bytes.byteLength} bytes (+${OUTPUT_SLACK}): views that repeat ` +
-        `their storage's bytes (stride 0, or many tensors over one storage) are refused beyond that`);
-    }
+    stats.outputBytes += numel * itemSize;
+    if (stats.outputBytes > outputLimit) tooLarge();
     // One past the last element the view touches, summed term by term so that nothing is inexact.
     let end = offset + 1;
     for (let i = 0; i < shape.length && numel > 0; i++) {
@@ -187,7 +194,7 @@ function* readSteps(bytes: Uint8Array, opts: ConvertOptions): Generator<void, Ma
       if (end > storageNumel) break;
     }
     if (numel > 0 && end > storageNumel) {
-      fail(`${where}: the view (offset ${offset}, size [${shape}], stride [${stride}]) reaches ` +
+      fail(`${where}: the view (offset ${offset}, size ${dims(shape)}, stride ${dims(stride)}) reaches ` +
         `${end - 1 <= Number.MAX_SAFE_INTEGER ? `element ${end - 1}` : 'past the end'} of a storage of ${storageNumel} elements: the file is corrupt`);
     }
     plan.push({ name, t, entry });
@@ -208,7 +215,7 @@ function* readSteps(bytes: Uint8Array, opts: ConvertOptions): Generator<void, Ma
       stats.storageBytes += storage.byteLength;
       storages.set(entry, storage);
     }
-    out.set(name, { dtype: t.storage.dtype, shape: t.shape, data: materialise(t, storage, bigEndian) });
+    out.set(name, { dtype: t.storage.dtype, shape: [...t.shape], data: materialise(t, storage, bigEndian) });
     opts.onProgress?.(out.size, plan.length, name);
     yield;
   }

@@ -50,8 +50,8 @@ export class TorchTensor {
   constructor(
     readonly storage: TorchStorage,
     readonly storageOffset: number,
-    readonly shape: number[],
-    readonly stride: number[],
+    readonly shape: readonly number[],
+    readonly stride: readonly number[],
   ) {}
 }
 
@@ -108,7 +108,7 @@ function rebuildTensorV2(args: unknown[]): TorchTensor {
       !isIntList(stride) || size.length !== stride.length) {
     throw new PickleError('torch._utils._rebuild_tensor_v2: expected (storage, offset, size, stride, ...)');
   }
-  return new TorchTensor(storage, offset, [...size], [...stride]);
+  return new TorchTensor(storage, offset, size, stride); // the pickled lists, not copies: nothing changes them
 }
 
 function rebuildParameter(args: unknown[]): TorchTensor {
@@ -165,7 +165,7 @@ export function describe(v: unknown, depth = 3): string {
   if (v instanceof PyLongTooLarge) return `<an integer of ${v.bytes} bytes>`;
   if (v instanceof PyGlobal) return v.qualname;
   if (v instanceof TorchStorage) return `<${v.dtype} storage ${quote(v.key)}>`;
-  if (v instanceof TorchTensor) return `<tensor [${v.shape.slice(0, 8).join(', ')}${v.shape.length > 8 ? ', ...' : ''}]>`;
+  if (v instanceof TorchTensor) return `<tensor ${dims(v.shape)}>`;
   if (v instanceof Uint8Array) return `<${v.byteLength} bytes>`;
   if (Array.isArray(v)) {
     if (depth <= 0) return `(...${v.length} items)`;
@@ -176,6 +176,10 @@ export function describe(v: unknown, depth = 3): string {
   if (typeof v === 'object') return '<object>';
   return String(v);
 }
+
+/** A shape or stride for a message: `[a, b, c]`, at most 8 numbers. */
+export const dims = (xs: readonly number[]): string =>
+  `[${xs.slice(0, 8).join(', ')}${xs.length > 8 ? `, ... (${xs.length} in all)` : ''}]`;
 
 export interface UnpickleStats {
   /** opcodes executed */
@@ -374,8 +378,14 @@ export function createUnpickler(data: Uint8Array, source = 'data.pkl'): Unpickle
           const args = pop();
           const fn = pop();
           if (!(fn instanceof PyGlobal) || !fn.call || !Array.isArray(args)) fail(`REDUCE on ${describe(fn)}, which is not callable`);
-          charge(COST.object);
-          push((fn as PyGlobal).call!(args as unknown[]));
+          // A call reads its arguments and their lists (a tensor's size and stride); the same ones can be
+          // fetched from the memo for any number of calls, so each call is charged for what it reads.
+          const a = args as unknown[];
+          charge(COST.object + COST.item * a.length);
+          let inner = 0;
+          for (const x of a) if (Array.isArray(x)) inner += x.length;
+          charge(COST.item * inner);
+          push((fn as PyGlobal).call!(a));
           break;
         }
         case 0x62: { // BUILD 'b': obj.__setstate__(state); only OrderedDict's attributes (e.g. `_metadata`) occur

@@ -90,6 +90,7 @@ const PROBES: Probe[] = [
     p.b.repeat([0x94], 20_000_000);
     return convertBytes(s, C.checkpointZip(p.bytes()), 'memo.pt');
   } },
+  { name: 'nones-20m', what: '20 MB of NONE (a stack of 20 million)', run: (s) => convertBytes(s, C.containerOpsCheckpoint(20_000_000, 0x4e), 'nones.pt') },
   { name: 'stride0', what: 'a 16-byte storage viewed as [16384, 16384] with stride 0', run: (s) => convertBytes(s, C.strideZeroCheckpoint(16384, 16384), 'stride0.pt') },
   { name: 'aliased', what: 'a 4.4 MB file: one 4.4 MB storage viewed by 400 tensors', run: (s) => convertBytes(s, C.aliasedCheckpoint(1_100_000, 400), 'aliased.pt') },
   { name: 'shared-shape', what: 'a 2.8 MB file: 20,000 tensors sharing one memoised 100,000-dim size/stride tuple', run: (s) => convertBytes(s, C.sharedShapeCheckpoint(100_000, 20_000), 'shape.pt') },

@@ -189,12 +189,14 @@ export interface UnpickleStats {
 }
 
 /** Objects a pickle makes may hold at most this many (estimated) bytes per byte of pickle... */
-export const MEMORY_PER_BYTE = 12;
-/** ...plus this much. A state dict pickled by torch.save needs about 7 per byte. */
+export const MEMORY_PER_BYTE = 10;
+/** ...plus this much. A state dict pickled by torch.save needs about 8 per byte. */
 export const MEMORY_FLOOR = 4 << 20;
 
 /** Estimated heap bytes of what an opcode makes (V8: an array ~40 + 8 per item, a string ~24 + its length, a Map entry ~30, an array slot 8; both more while they grow). */
-const COST = { array: 40, item: 8, object: 48, string: 24, bytes: 96, memo: 64, memoDense: 32, mark: 48 };
+const COST = { array: 40, item: 8, object: 48, string: 24, bytes: 96, memo: 64, memoDense: 32, mark: 48, slot: 32 };
+/** Stack depth within which pushes are not charged. */
+const FREE_STACK_DEPTH = 4096;
 /** Memo indices below this are kept in an array. */
 const MEMO_ARRAY_LIMIT = 1 << 24;
 
@@ -260,7 +262,12 @@ export function createUnpickler(data: Uint8Array, source = 'data.pkl'): Unpickle
     if (end < 0) truncated();
     return str(end - pos + 1).slice(0, -1);
   };
-  const push = (v: unknown) => { stack.push(v); };
+  // Slots of a deep stack are charged too (a 1-byte opcode pushes 8 bytes of reference); torch's
+  // pickles stay far below the depth (SETITEMS batches of 1,000 pairs).
+  const push = (v: unknown) => {
+    if (stack.length >= FREE_STACK_DEPTH) charge(COST.slot);
+    stack.push(v);
+  };
   const pop = () => (stack.length ? stack.pop() : fail('stack underflow (corrupt pickle)'));
   const top = () => (stack.length ? stack[stack.length - 1] : fail('stack underflow (corrupt pickle)'));
   const popMark = () => {

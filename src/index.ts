@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" preserve="true" />
 /**
  * efficienttam-webgpu: EfficientTAM (Efficient Track Anything) on WebGPU.
  *
@@ -5,7 +6,7 @@
  *   const weights = await loadWeights(urlOrFileOrPath, { onProgress });
  *   const model = await EfficientTAM.create(ctx, weights, detectVariant(weights).config);
  *   const predictor = new ImagePredictor(model);
- *   predictor.setImage({ data, width, height, channels: 4 });
+ *   predictor.setImage({ data, width, height, channels: 4 });   // or await decodeImageFile(path) in Node
  *   const { masks, ious } = await predictor.predict({ points: [[x, y]], labels: [1] });
  */
 export { GpuContext, DeviceLostError, type GpuStats } from './gpu/context.js';
@@ -13,6 +14,8 @@ export { requestDevice, getGPU, WebGPUUnavailableError, type DeviceOptions } fro
 export { Tensor, type DType } from './gpu/tensor.js';
 export { parseSafetensors, SafetensorsError, type SafetensorsFile } from './io/safetensors.js';
 export { WeightError, WeightValueError } from './io/weights.js';
+export { decodeImageFile, type DecodedImage } from './io/image.js';
+export { MissingPackageError } from './io/packages.js';
 export { loadWeights, DEFAULT_MAX_WEIGHTS_BYTES, type LoadWeightsOptions, type WeightsSource } from './weights/load.js';
 export { detectVariant, VariantError } from './weights/variant.js';
 export { manifest, buildManifest } from './weights/manifest.js';

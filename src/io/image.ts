@@ -1,9 +1,15 @@
 /**
  * Image decoding for Node. The reference decodes with Pillow (libjpeg-turbo, ISLOW IDCT, fancy
  * upsampling); `sharp` (libvips + mozjpeg's libjpeg-turbo code) gives byte-identical RGB for the
- * JPEGs of the goldens, so that is what is used here. `sharp` is loaded lazily, so importing this
- * module costs nothing in code that never decodes files (and it is never imported by browser code).
+ * JPEGs of the goldens, so that is what is used here. `sharp` is an optional peer dependency,
+ * loaded on the first call (a MissingPackageError says to install it), so importing this module
+ * costs nothing in code that never decodes files, and browser bundles leave it alone.
+ *
+ *   const image = await decodeImageFile('photo.jpg');   // { data, width, height, channels: 3 }
+ *   predictor.setImage(image);
  */
+import { loadSharp } from './sharp.js';
+
 
 /** Decoded 8-bit pixels, row-major, interleaved channels. */
 export interface DecodedImage {
@@ -18,7 +24,7 @@ export interface DecodedImage {
  * `Image.open(path).convert("RGB")` does: EXIF orientation is NOT applied, alpha is dropped.
  */
 export async function decodeImageFile(path: string): Promise<DecodedImage> {
-  const { default: sharp } = await import('sharp');
+  const sharp = await loadSharp('decodeImageFile');
   const { data, info } = await sharp(path)
     .removeAlpha()
     .toColourspace('srgb')

@@ -307,13 +307,6 @@ export async function readSafetensorsFile(path: string): Promise<SafetensorsFile
   return parseSafetensors(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), path);
 }
 
-/** Fetches and parses a safetensors file (browser, or Node with fetch). */
-export async function fetchSafetensors(url: string): Promise<SafetensorsFile> {
-  const res = await fetch(url);
-  if (!res.ok) throw new SafetensorsError(`${url}: HTTP ${res.status} ${res.statusText}`);
-  return parseSafetensors(await res.arrayBuffer(), url);
-}
-
 /** A tensor to write with `writeSafetensors`: data in the stored dtype (F16/BF16 as 16-bit words). */
 export interface TensorToWrite {
   dtype: SafetensorsDType;

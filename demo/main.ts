@@ -701,7 +701,7 @@ async function loadModel(source: File | string): Promise<void> {
       config = v.config;
       what = `${v.variant}${v.notes.length ? ` (${v.notes.join('; ')})` : ''}`;
     }
-    model = EfficientTAM.load(ctx, weights, config);
+    model = await EfficientTAM.create(ctx, weights, config);
     await ctx.sync();
     const s = ((performance.now() - t0) / 1000).toFixed(1);
     setStatus(modelStatus, `${name}: ${what}, input ${model.imageSize}x${model.imageSize}, ready (${s} s)`, 'ok');

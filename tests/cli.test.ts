@@ -596,6 +596,26 @@ describe('etam info, convert, the bin', () => {
     expect(walk(join(tmp, 'full'))).toEqual([]);
   });
 
+  it('convert: SIGTERM while converting stops the conversion there (exit 143, nothing written)', async () => {
+    const dst = join(tmp, 'stopped', 'converted.safetensors');
+    const before = process.listenerCount('SIGTERM');
+    // If the signal came too late (while writing), that phase would exit the process: make it throw instead.
+    const exit = vi.spyOn(process, 'exit').mockImplementation(((code: number) => { throw new Error(`process.exit(${code})`); }) as never);
+    try {
+      const run = cli('convert', join(TINY, 'checkpoint.pt'), dst);
+      // the conversion's handlers are installed once the file is read; the conversion then yields
+      // to the event loop between its slices, where this signal lands
+      while (process.listenerCount('SIGTERM') === before) await new Promise((r) => setImmediate(r));
+      process.emit('SIGTERM');
+      const r = await run;
+      expect(r.code).toBe(143);
+      expect(existsSync(join(tmp, 'stopped'))).toBe(false);
+      expect(process.listenerCount('SIGTERM')).toBe(before);
+    } finally {
+      exit.mockRestore();
+    }
+  });
+
   it('bin/etam.js runs the CLI (through tsx when there is no build)', () => {
     const r = spawnSync(process.execPath, [join(ROOT, 'bin/etam.js'), '--help'], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);

@@ -75,6 +75,16 @@ export function randomImage(W: number, H: number, seed: number): { data: Uint8Ar
   return { data, width: W, height: H, channels: 4 };
 }
 
+/** The error `f` throws (a test fails when it throws none). */
+export function errorOf(f: () => unknown): Error {
+  try {
+    f();
+  } catch (e) {
+    return e as Error;
+  }
+  throw new Error('expected an error');
+}
+
 /**
  * The ```ts code blocks of README.md's section `heading` (e.g. '## Using it'), in order: tests run
  * and compile them as they are written there, so the README cannot drift from the code.

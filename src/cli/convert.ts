@@ -7,9 +7,9 @@
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { resourceUsage } from 'node:process';
-import { convertCheckpoint } from '../convert/convert.js';
+import { convertCheckpointAsync } from '../convert/convert.js';
 import { CliError, getFlag, usageError, type CommandSpec, type ParsedArgs } from './args.js';
-import { makeDir, signalExitCode, StopSignals, writeFileAtomic } from './files.js';
+import { makeDir, signalExitCode, StopSignals, writeFileAtomic, type StopSignal } from './files.js';
 import { formatBytes } from './progress.js';
 import type { Output } from './main.js';
 
@@ -38,12 +38,19 @@ export async function convert(p: ParsedArgs, out: Output): Promise<number> {
   }
   let count = 0;
   let bytes: Uint8Array;
+  // The conversion runs in slices that yield to the event loop, so Ctrl-C, SIGTERM or SIGHUP stop
+  // it where it is (nothing has been written yet).
+  const abort = new AbortController();
+  const stopConverting = new StopSignals((s) => abort.abort(s), async () => undefined).install();
   try {
-    bytes = convertCheckpoint(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), {
-      f16, source: inPath, onProgress: (done) => { count = done; },
+    bytes = await convertCheckpointAsync(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), {
+      f16, source: inPath, onProgress: (done) => { count = done; }, signal: abort.signal,
     });
   } catch (e) {
+    if (abort.signal.aborted) return signalExitCode(abort.signal.reason as StopSignal);
     throw new CliError(`cannot convert ${inPath}: ${(e as Error).message}`);
+  } finally {
+    stopConverting.uninstall();
   }
   const t2 = performance.now();
   await makeDir(dirname(outPath));

@@ -17,6 +17,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { GpuContext } from '../gpu/context.js';
 import { EfficientTAM } from '../model/efficienttam.js';
+import { WeightValueError } from '../io/weights.js';
 import { VARIANTS, type EfficientTAMConfig, type Variant } from '../model/config.js';
 import type { SafetensorsFile } from '../io/safetensors.js';
 import { detectVariant, officialVariantOf } from '../weights/variant.js';
@@ -184,9 +185,10 @@ export async function buildModel(choice: ModelChoice): Promise<{ ctx: GpuContext
     throw new CliError(`no WebGPU device: ${(e as Error).message}`);
   }
   try {
-    return { ctx, model: EfficientTAM.load(ctx, choice.weights, choice.config) };
+    return { ctx, model: await EfficientTAM.create(ctx, choice.weights, choice.config) };
   } catch (e) {
     ctx.destroy();
+    if (e instanceof WeightValueError) throw new CliError(`the weights ${choice.path} are damaged: ${e.message}`);
     throw new CliError(`the weights ${choice.path} do not fit the model (${choice.configFrom}):\n${(e as Error).message}`);
   }
 }

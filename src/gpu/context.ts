@@ -59,6 +59,16 @@ interface ScopeState {
   compiles: Promise<GPUError | null>[];
 }
 
+/** The buffers a piece of work took from a context (see `GpuContext.beginAllocations`). */
+export interface Allocations {
+  /** made by allocBuffer */
+  created: Set<GPUBuffer>;
+  /** taken from the pool */
+  taken: Set<GPUBuffer>;
+  /** of those, the ones still out of the pool when the noting ended */
+  held: Set<GPUBuffer>;
+}
+
 /** One compute dispatch: a kernel's pipeline, its storage buffers in binding order, the grid. */
 export interface Dispatch {
   pipeline: GPUComputePipeline;
@@ -213,6 +223,48 @@ export class GpuContext {
     return b;
   }
 
+  private readonly allocationLogs: Allocations[] = [];
+
+  /**
+   * Starts noting the storage buffers handed out by `allocBuffer` (made, or taken from the pool),
+   * until `endAllocations`: what a model's load took, so that a failed load can give it all back
+   * (`freeAllocations`). Meant for synchronous work (a load), which nothing else interleaves with.
+   */
+  beginAllocations(): Allocations {
+    const log: Allocations = { created: new Set(), taken: new Set(), held: new Set() };
+    this.allocationLogs.push(log);
+    return log;
+  }
+
+  /** Stops noting; the buffers still held (not back in the pool) are what the work kept. */
+  endAllocations(log: Allocations): void {
+    const i = this.allocationLogs.indexOf(log);
+    if (i >= 0) this.allocationLogs.splice(i, 1);
+    for (const b of [...log.created, ...log.taken]) if (!this.freed.has(b)) log.held.add(b);
+  }
+
+  /**
+   * Gives back what the noted work kept, once it has failed and nothing uses it: buffers it made
+   * are destroyed (those it left in the pool too), buffers it took from the pool go back there.
+   * The bytes in use return to what they were before it began.
+   */
+  freeAllocations(log: Allocations): void {
+    if (this.allocationLogs.includes(log)) this.endAllocations(log);
+    this.flush();
+    for (const b of log.created) {
+      if (this.freed.has(b)) {
+        this.takeFromPool(b);
+        this.retire(b);
+      } else if (log.held.has(b)) {
+        this.retire(b);
+      }
+    }
+    for (const b of log.taken) if (log.held.has(b)) this.recycle(b);
+    log.created.clear();
+    log.taken.clear();
+    log.held.clear();
+  }
+
   /**
    * The size class of a request: a multiple of 16 bytes; from 1 MiB up, rounded up to 8 classes
    * per doubling (at most 12.5% more), but never past the binding limit when the request fits it.
@@ -238,9 +290,11 @@ export class GpuContext {
       b = list.pop()!;
       this.freed.delete(b);
       this.pooled -= size;
+      for (const log of this.allocationLogs) log.taken.add(b);
     } else {
       b = this.createBuffer(size, STORAGE_USAGE);
       this.bytesHeld += size;
+      for (const log of this.allocationLogs) log.created.add(b);
     }
     this.peakInUse = Math.max(this.peakInUse, this.bytesHeld - this.pooled);
     return b;

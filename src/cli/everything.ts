@@ -7,9 +7,13 @@
  *                  column-major), plus the official record's fields: area, bbox (XYWH, as the
  *                  reference gives it), predicted_iou, point_coords, stability_score, crop_box
  *   overlay.png    the picture with every mask in its own colour (larger masks under smaller ones)
+ *
+ * Every file is written under a temporary name and renamed when complete (files.ts); the folder
+ * is created only once the masks are made. A signal while the generator works cancels it.
  */
 import { basename, join } from 'node:path';
-import { writeFile } from 'node:fs/promises';
+import { decodeImageFile, type DecodedImage } from '../io/image.js';
+import { loadSharp } from '../io/sharp.js';
 import { rleCounts, rleToString } from '../io/rle.js';
 import { labelColor } from '../kernels/draw_masks.js';
 import {
@@ -17,9 +21,9 @@ import {
 } from '../model/automatic_mask_generator.js';
 import { CliError, getFlag, getNumber, getString, type CommandSpec, type OptionSpec, type ParsedArgs } from './args.js';
 import { buildModel, chooseModel, MODEL_OPTIONS } from './model.js';
-import { CocoWriter, encodeRgb, maskPng, overlay, prepareOutDir } from './outputs.js';
+import { StopSignals, writeFileAtomic } from './files.js';
+import { checkOutDir, CocoWriter, encodeRgb, maskPng, overlay, prepareOutDir } from './outputs.js';
 import { Progress } from './progress.js';
-import { readImage } from './frames.js';
 import type { Output } from './main.js';
 
 /** The generator's parameters as options: --points-per-side for points_per_side, ... (official defaults). */
@@ -75,71 +79,108 @@ export async function everything(p: ParsedArgs, out: Output): Promise<number> {
   }
   if (getFlag(p, 'use-m2m')) opts.useM2m = true;
   if (getFlag(p, 'single-mask')) opts.multimaskOutput = false;
-  const dir = await prepareOutDir(getString(p, 'out'), cmd);
+  const withOverlay = !getFlag(p, 'no-overlay'), withPng = !getFlag(p, 'no-png');
+  // the folder is made once the inputs are known to be good (a failed run leaves none)
+  const outArg = await checkOutDir(getString(p, 'out'), cmd);
+  await loadSharp('etam everything (it reads the image and writes PNGs with sharp)');
 
-  const t0 = performance.now();
-  const image = await readImage(imagePath);
-  const { width: W, height: H } = image;
-  const choice = await chooseModel({
-    weights: getString(p, 'weights'), variant: getString(p, 'variant'), imageSize: getNumber(p, 'image-size'),
-    config: getString(p, 'config'), command: cmd, quiet,
-  });
-  if (!quiet) for (const n of choice.notes) out.note(`note: ${n}`);
-  const { ctx, model } = await buildModel(choice);
-  const t1 = performance.now();
-  let records: MaskRecord[];
-  try {
-    let gen: AutomaticMaskGenerator;
-    try {
-      gen = new AutomaticMaskGenerator(model, opts);
-    } catch (e) {
-      if (e instanceof MaskGeneratorError) throw new CliError(e.message.replace(/^AutomaticMaskGenerator: /, ''), 2, cmd);
-      throw e;
+  // Ctrl-C, SIGTERM, SIGHUP: while the generator works, cancel it (nothing is written); while the
+  // outputs are written, finish them (a second signal: leave now, each file complete or absent).
+  let writing = false;
+  const cancel = new AbortController();
+  const signals = new StopSignals((s) => {
+    if (!writing) {
+      if (!quiet) out.note('stopping...');
+      cancel.abort(s);
+    } else if (!quiet) {
+      out.note('stopping once the outputs being written are complete...');
     }
-    let bar: Progress | null = null;
-    records = await gen.generate(image, {
-      onProgress: (done, total) => {
-        bar ??= new Progress(cmd, total, { enabled: !quiet, unit: 'steps' });
-        bar.update(done);
-      },
-    });
-    (bar as Progress | null)?.finish();
+  }, async () => undefined).install();
+  try {
+    return await run();
+  } catch (e) {
+    if (signals.stopping && (e as Error)?.name === 'AbortError') return signals.exitCode;
+    throw e;
   } finally {
-    ctx.destroy();
+    signals.uninstall();
   }
-  const t2 = performance.now();
 
-  const coco = await CocoWriter.create(join(dir, 'masks.json'), {
-    tool: 'etam everything', image: imagePath, weights: choice.path, model: choice.configFrom,
-    rle: 'COCO compressed RLE (pycocotools string), column-major',
-    fields: 'area, bbox (XYWH), predicted_iou, point_coords, stability_score, crop_box: as the official generator records them',
-    settings: Object.fromEntries(Object.entries(opts).filter(([k]) => k !== 'outputMode')),
-  }, [{ id: 1, name: 'mask' }]);
-  const annotations: Record<string, unknown>[] = [];
-  const digits = Math.max(4, String(records.length).length);
-  for (let k = 0; k < records.length; k++) {
-    const r = records[k]!;
-    const mask = r.segmentation as Uint8Array;
-    const file = `mask_${String(k + 1).padStart(digits, '0')}.png`;
-    if (!getFlag(p, 'no-png')) await writeFile(join(dir, file), await maskPng(mask, W, H));
-    annotations.push({
-      category_id: 1, mask_index: k, ...(getFlag(p, 'no-png') ? {} : { file }),
-      segmentation: { size: [H, W], counts: rleToString(rleCounts(mask, H, W)) },
-      area: r.area, bbox: r.bbox, predicted_iou: r.predictedIou, point_coords: r.pointCoords,
-      stability_score: r.stabilityScore, crop_box: r.cropBox, iscrowd: 0,
+  async function run(): Promise<number> {
+    const t0 = performance.now();
+    let image: DecodedImage;
+    try {
+      image = await decodeImageFile(imagePath);
+    } catch (e) {
+      throw new CliError(`cannot read ${imagePath} as an image: ${(e as Error).message.split('\n')[0]}`);
+    }
+    const { width: W, height: H } = image;
+    const choice = await chooseModel({
+      weights: getString(p, 'weights'), variant: getString(p, 'variant'), imageSize: getNumber(p, 'image-size'),
+      config: getString(p, 'config'), command: cmd, quiet,
     });
+    if (!quiet) for (const n of choice.notes) out.note(`note: ${n}`);
+    const { ctx, model } = await buildModel(choice);
+    const t1 = performance.now();
+    let records: MaskRecord[];
+    try {
+      let gen: AutomaticMaskGenerator;
+      try {
+        gen = new AutomaticMaskGenerator(model, opts);
+      } catch (e) {
+        if (e instanceof MaskGeneratorError) throw new CliError(e.message.replace(/^AutomaticMaskGenerator: /, ''), 2, cmd);
+        throw e;
+      }
+      let bar: Progress | null = null;
+      records = await gen.generate(image, {
+        signal: cancel.signal,
+        onProgress: (done, total) => {
+          bar ??= new Progress(cmd, total, { enabled: !quiet, unit: 'steps' });
+          bar.update(done);
+        },
+      });
+      (bar as Progress | null)?.finish();
+    } finally {
+      ctx.destroy();
+    }
+    const t2 = performance.now();
+
+    writing = true;
+    const dir = await prepareOutDir(outArg, cmd);
+    const annotations: Record<string, unknown>[] = [];
+    const digits = Math.max(4, String(records.length).length);
+    for (let k = 0; k < records.length; k++) {
+      const r = records[k]!;
+      const mask = r.segmentation as Uint8Array;
+      const file = `mask_${String(k + 1).padStart(digits, '0')}.png`;
+      if (withPng) await writeFileAtomic(join(dir, file), await maskPng(mask, W, H));
+      annotations.push({
+        category_id: 1, mask_index: k, ...(withPng ? { file } : {}),
+        segmentation: { size: [H, W], counts: rleToString(rleCounts(mask, H, W)) },
+        area: r.area, bbox: r.bbox, predicted_iou: r.predictedIou, point_coords: r.pointCoords,
+        stability_score: r.stabilityScore, crop_box: r.cropBox, iscrowd: 0,
+      });
+    }
+    const coco = await CocoWriter.create(join(dir, 'masks.json'), {
+      tool: 'etam everything', image: imagePath, weights: choice.path, model: choice.configFrom,
+      rle: 'COCO compressed RLE (pycocotools string), column-major',
+      fields: 'area, bbox (XYWH), predicted_iou, point_coords, stability_score, crop_box: as the official generator records them',
+      settings: Object.fromEntries(Object.entries(opts).filter(([k]) => k !== 'outputMode')),
+    }, [{ id: 1, name: 'mask' }]);
+    try {
+      await coco.add({ id: 0, file_name: basename(imagePath), width: W, height: H }, annotations);
+    } finally {
+      await coco.close();
+    }
+    if (withOverlay) {
+      // larger masks first, so that smaller ones stay visible; one colour per mask
+      const order = records.map((_, i) => i).sort((a, b) => records[b]!.area - records[a]!.area || a - b);
+      const rgb = overlay(image.data, W, H, order.map((i) => records[i]!.segmentation as Uint8Array), order.map((_, k) => labelColor(k + 1)));
+      await writeFileAtomic(join(dir, 'overlay.png'), await encodeRgb(rgb, W, H, 'png'));
+    }
+    out.print(`everything: ${imagePath} (${W}x${H}), ${records.length} mask${records.length === 1 ? '' : 's'} -> ${dir}/`);
+    if (records.length && withPng) out.print(`  mask_${'1'.padStart(digits, '0')}.png .. mask_${String(records.length).padStart(digits, '0')}.png`);
+    out.print(`  masks.json${withOverlay ? ', overlay.png' : ''}`);
+    out.print(`model: ${choice.configFrom}; load ${((t1 - t0) / 1000).toFixed(2)} s, segment ${((t2 - t1) / 1000).toFixed(2)} s`);
+    return signals.exitCode;
   }
-  await coco.add({ id: 0, file_name: basename(imagePath), width: W, height: H }, annotations);
-  await coco.close();
-  if (!getFlag(p, 'no-overlay')) {
-    // larger masks first, so that smaller ones stay visible; one colour per mask
-    const order = records.map((_, i) => i).sort((a, b) => records[b]!.area - records[a]!.area || a - b);
-    const rgb = overlay(image.data, W, H, order.map((i) => records[i]!.segmentation as Uint8Array), order.map((_, k) => labelColor(k + 1)));
-    await writeFile(join(dir, 'overlay.png'), await encodeRgb(rgb, W, H, 'png'));
-  }
-  out.print(`everything: ${imagePath} (${W}x${H}), ${records.length} mask${records.length === 1 ? '' : 's'} -> ${dir}/`);
-  if (records.length && !getFlag(p, 'no-png')) out.print(`  mask_${'1'.padStart(digits, '0')}.png .. mask_${String(records.length).padStart(digits, '0')}.png`);
-  out.print(`  masks.json${getFlag(p, 'no-overlay') ? '' : ', overlay.png'}`);
-  out.print(`model: ${choice.configFrom}; load ${((t1 - t0) / 1000).toFixed(2)} s, segment ${((t2 - t1) / 1000).toFixed(2)} s`);
-  return 0;
 }

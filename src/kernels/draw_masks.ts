@@ -155,11 +155,22 @@ function drawFullscreen(ctx: GpuContext, label: string, pipeline: GPURenderPipel
   ctx.stats.submits++;
 }
 
-/** Draws the masks into `target` (replacing its contents). Submits the context's recorded work first. */
+/**
+ * Draws the masks into `target` (replacing its contents). Submits the context's recorded work
+ * first. Returns without waiting for the GPU: bad options are refused here, and a draw the GPU
+ * refuses all the same (e.g. into a destroyed texture) is a GpuError thrown by the next call on
+ * the context (unless this is part of a call that waits, such as ImagePredictor.predict).
+ */
 export function drawMasks(ctx: GpuContext, o: DrawMasksOptions): void {
   const { logits, target, image } = o;
   if (logits.shape.length < 2) throw new Error(`drawMasks: logits [${logits.shape}] have no [h, w] axes`);
   if (logits.dtype !== 'f32') throw new Error('drawMasks: logits must be f32');
+  if (logits.buffer.size > ctx.maxBindingBytes) {
+    throw new RangeError(`drawMasks: logits [${logits.shape}] exceed one GPU binding (${ctx.maxBindingBytes} bytes); draw the low-res logits (they are upsampled here)`);
+  }
+  const RENDER_ATTACHMENT = 0x10, TEXTURE_BINDING = 0x04; // GPUTextureUsage
+  if (!(target.usage & RENDER_ATTACHMENT)) throw new Error('drawMasks: the target texture was not made with RENDER_ATTACHMENT usage');
+  if (image && !(image.usage & TEXTURE_BINDING)) throw new Error('drawMasks: the image texture was not made with TEXTURE_BINDING usage');
   const h = logits.shape[logits.shape.length - 2]!, w = logits.shape[logits.shape.length - 1]!;
   if (h === 0 || w === 0) throw new Error(`drawMasks: empty logits [${logits.shape}]`);
   const objects = logits.size / (h * w);
@@ -176,8 +187,13 @@ export function drawMasks(ctx: GpuContext, o: DrawMasksOptions): void {
   // the same f32 scales resizeBilinear compiles in
   words.set([f32bits(threshold), f32bits(alpha), f32bits(h / H), f32bits(w / W)], 8);
   colors.forEach((c, i) => words.set(c.slice(0, 3).map((v) => f32bits(v / 255)), 12 + 4 * i));
-  const params = ctx.uniform(words);
+  ctx.reportLater(ctx.guardLater(`drawMasks (${objects} object${objects > 1 ? 's' : ''} into a ${W}x${H} ${target.format} texture)`,
+    () => record(ctx, o, words)).error);
+}
 
+function record(ctx: GpuContext, o: DrawMasksOptions, words: Uint32Array): void {
+  const { logits, target, image } = o;
+  const params = ctx.uniform(words);
   // the compute work producing the logits goes first
   drawFullscreen(ctx, 'draw_masks', renderPipeline(ctx, 'draw_masks', drawWGSL(image !== undefined), target.format), [params, logits.buffer], target, image);
 }
@@ -238,14 +254,20 @@ ${withImage ? `
 
 /**
  * Draws a label map into `target` (replacing its contents): each label in its own colour
- * (`labelColor`), blended over `image`. Submits the context's recorded work first.
+ * (`labelColor`), blended over `image`. Submits the context's recorded work first; like drawMasks,
+ * a draw the GPU refuses is a GpuError thrown by the next call on the context.
  */
 export function drawLabels(ctx: GpuContext, o: DrawLabelsOptions): void {
   const { labels, target, image, height, width } = o;
   if (labels.size < height * width || !(height > 0 && width > 0)) throw new Error(`drawLabels: [${labels.shape}] does not hold ${height}x${width} labels`);
   const alpha = o.alpha ?? 0.5;
   if (!(alpha >= 0 && alpha <= 1)) throw new Error(`drawLabels: alpha ${alpha} is not in [0, 1]`);
-  const params = ctx.uniform(new Uint32Array([height, width, target.height, target.width, f32bits(alpha), 0, 0, 0]));
-  const pipeline = renderPipeline(ctx, 'draw_labels', drawLabelsWGSL(image !== undefined), target.format);
-  drawFullscreen(ctx, 'draw_labels', pipeline, [params, labels.buffer], target, image);
+  const RENDER_ATTACHMENT = 0x10, TEXTURE_BINDING = 0x04; // GPUTextureUsage
+  if (!(target.usage & RENDER_ATTACHMENT)) throw new Error('drawLabels: the target texture was not made with RENDER_ATTACHMENT usage');
+  if (image && !(image.usage & TEXTURE_BINDING)) throw new Error('drawLabels: the image texture was not made with TEXTURE_BINDING usage');
+  ctx.reportLater(ctx.guardLater(`drawLabels (${height}x${width} labels into a ${target.width}x${target.height} ${target.format} texture)`, () => {
+    const params = ctx.uniform(new Uint32Array([height, width, target.height, target.width, f32bits(alpha), 0, 0, 0]));
+    const pipeline = renderPipeline(ctx, 'draw_labels', drawLabelsWGSL(image !== undefined), target.format);
+    drawFullscreen(ctx, 'draw_labels', pipeline, [params, labels.buffer], target, image);
+  }).error);
 }

@@ -23,7 +23,7 @@
  *
  * Works through ImagePredictor (setImage, decode): a model the image predictor takes works here.
  */
-import type { GpuContext } from '../gpu/context.js';
+import type { GpuContext, GpuError } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { unary } from '../kernels/mask_ops.js';
 import { labelMap, maskBits, maskWords, type BitLayout } from '../kernels/mask_bits.js';
@@ -321,7 +321,13 @@ export class AutomaticMaskGenerator {
     const held: Tensor[] = [];
     const batches: { planes: Tensor; first: number }[] = [];
     let stats: Tensor | null = null, scores: Tensor | null = null, M = 0;
-    const tables = cellTables(ctx, m, ch, cw);
+    // GPU work is recorded under error scopes (GpuContext.guardLater); `pace` throws a refusal
+    const errors: Promise<GpuError | null>[] = [];
+    const guarded = <T>(op: string, record: () => T): T => {
+      const { value, error } = ctx.guardLater(`AutomaticMaskGenerator: ${op} (crop ${crop.join(', ')} of a ${W}x${H} image)`, record);
+      errors.push(error);
+      return value;
+    };
     let inflight: Promise<unknown> | null = null;
     const pace = async () => {
       // one batch runs on the GPU while the next is recorded; progress counts finished work
@@ -329,41 +335,52 @@ export class AutomaticMaskGenerator {
       const mine = ctx.device.queue.onSubmittedWorkDone();
       if (inflight) { await inflight; progress.step(); }
       inflight = mine;
+      for (const e of await Promise.all(errors.splice(0))) if (e) throw e;
       if (signal?.aborted) throw abortError(signal);
     };
+    let tables: Tensor | null = null;
     try {
       await pace(); // the embedding
+      await this.predictor.ready(); // the GPU's verdict on it
+      tables = guarded('cell tables', () => cellTables(ctx, m, ch, cw));
       for (let b = 0; b < nPoints; b += this.pointsPerBatch) {
         const pts = points.subarray(2 * b, 2 * Math.min(nPoints, b + this.pointsPerBatch));
-        const { planes, iou, numMasks } = this.processBatch(pts);
-        ctx.mark('decoder');
-        if (!stats) {
-          M = numMasks;
-          stats = ctx.empty([nPoints * M * STATS_WORDS]);
-          scores = ctx.empty([nPoints * M]);
-          held.push(stats, scores);
-        }
-        maskStats(ctx, planes, iou, tables, {
-          maskThreshold: this.maskThreshold, stabilityScoreOffset: this.stabilityScoreOffset,
-          predIouThresh: this.predIouThresh, stabilityScoreThresh: this.stabilityScoreThresh,
-          crop, imageWidth: W, imageHeight: H,
-        }, { stats, scores: scores!, offset: b * M });
-        iou.release();
-        ctx.mark('filter');
+        const planes = guarded(`points ${b}..${b + pts.length / 2 - 1}`, () => {
+          const { planes, iou, numMasks } = this.processBatch(pts);
+          ctx.mark('decoder');
+          if (!stats) {
+            M = numMasks;
+            stats = ctx.empty([nPoints * M * STATS_WORDS]);
+            scores = ctx.empty([nPoints * M]);
+            held.push(stats, scores);
+          }
+          maskStats(ctx, planes, iou, tables!, {
+            maskThreshold: this.maskThreshold, stabilityScoreOffset: this.stabilityScoreOffset,
+            predIouThresh: this.predIouThresh, stabilityScoreThresh: this.stabilityScoreThresh,
+            crop, imageWidth: W, imageHeight: H,
+          }, { stats, scores: scores!, offset: b * M });
+          iou.release();
+          ctx.mark('filter');
+          return planes;
+        });
         batches.push({ planes, first: b * M });
         await pace();
       }
       const N = nPoints * M;
 
       // Remove duplicates within this crop (NMS on the GPU); then the first readback: the survivors
-      const kept = boxNms(ctx, stats!, scores!, N, this.boxNmsThresh);
-      held.push(kept);
-      ctx.mark('nms');
-      const packed = ctx.empty([N + 1 + N * STATS_WORDS + N]);
-      held.push(packed);
-      ctx.copy(kept, packed, (N + 1) * 4);
-      ctx.copy(stats!, packed, N * STATS_WORDS * 4, 0, (N + 1) * 4);
-      ctx.copy(scores!, packed, N * 4, 0, (N + 1 + N * STATS_WORDS) * 4);
+      const packed = guarded('box NMS', () => {
+        const kept = boxNms(ctx, stats!, scores!, N, this.boxNmsThresh);
+        held.push(kept);
+        ctx.mark('nms');
+        const packed = ctx.empty([N + 1 + N * STATS_WORDS + N]);
+        held.push(packed);
+        ctx.copy(kept, packed, (N + 1) * 4);
+        ctx.copy(stats!, packed, N * STATS_WORDS * 4, 0, (N + 1) * 4);
+        ctx.copy(scores!, packed, N * 4, 0, (N + 1 + N * STATS_WORDS) * 4);
+        return packed;
+      });
+      for (const e of await Promise.all(errors.splice(0))) if (e) throw e;
       const data = await packed.read();
       progress.step();
       const u = new Uint32Array(data.buffer, data.byteOffset, data.length);
@@ -387,18 +404,21 @@ export class AutomaticMaskGenerator {
       });
       let planes: Tensor | null = null;
       if (order.length) {
-        planes = ctx.empty([order.length, m, m]);
-        const bytes = m * m * 4;
-        order.forEach((c, i) => {
-          const src = batches.find((q) => c >= q.first && c < q.first + q.planes.size / (m * m))!;
-          ctx.copy(src.planes, planes!, bytes, (c - src.first) * bytes, i * bytes);
-        });
+        planes = await ctx.guard(`AutomaticMaskGenerator: survivors (crop ${crop.join(', ')})`, () => {
+          const t = ctx.empty([order.length, m, m]);
+          const bytes = m * m * 4;
+          order.forEach((c, i) => {
+            const src = batches.find((q) => c >= q.first && c < q.first + q.planes.size / (m * m))!;
+            ctx.copy(src.planes, t, bytes, (c - src.first) * bytes, i * bytes);
+          });
+          return t;
+        }, (t) => t.release());
       }
       return { crop, survivors, planes };
     } finally {
       for (const t of held) t.release();
       for (const q of batches) q.planes.release();
-      tables.release();
+      tables?.release();
       this.predictor.reset();
     }
   }
@@ -466,27 +486,30 @@ export class AutomaticMaskGenerator {
         const chunk = all.slice(c0, c0 + perChunk);
         const temps: Tensor[] = [];
         try {
-          const bits = ctx.empty([Math.max(1, chunk.length * words)]);
-          temps.push(bits);
-          // one dispatch per crop: (plane, slot) of its survivors in this chunk
-          const byCrop = new Map<CropResult, number[]>();
-          chunk.forEach((a, k) => {
-            const e = byCrop.get(a.crop);
-            if (e) e.push(a.local, k);
-            else byCrop.set(a.crop, [a.local, k]);
-          });
-          for (const [crop, pairs] of byCrop) {
-            const index = u32Tensor(Uint32Array.from(pairs));
-            temps.push(index);
-            maskBits(ctx, crop.planes!, index, pairs.length / 2, bits, 0, {
-              crop: crop.crop, width: W, height: H, threshold: this.maskThreshold, layout,
+          const bits = await ctx.guard(`AutomaticMaskGenerator: ${chunk.length} output masks of ${W}x${H}`, () => {
+            const bits = ctx.empty([Math.max(1, chunk.length * words)]);
+            temps.push(bits);
+            // one dispatch per crop: (plane, slot) of its survivors in this chunk
+            const byCrop = new Map<CropResult, number[]>();
+            chunk.forEach((a, k) => {
+              const e = byCrop.get(a.crop);
+              if (e) e.push(a.local, k);
+              else byCrop.set(a.crop, [a.local, k]);
             });
-          }
-          if (labels) {
-            const r = chunk.length ? u32Tensor(rank.subarray(c0, c0 + chunk.length)) : ctx.empty([1]);
-            temps.push(r);
-            labelMap(ctx, bits, r, chunk.length, H, W, labels, c0 === 0, layout);
-          }
+            for (const [crop, pairs] of byCrop) {
+              const index = u32Tensor(Uint32Array.from(pairs));
+              temps.push(index);
+              maskBits(ctx, crop.planes!, index, pairs.length / 2, bits, 0, {
+                crop: crop.crop, width: W, height: H, threshold: this.maskThreshold, layout,
+              });
+            }
+            if (labels) {
+              const r = chunk.length ? u32Tensor(rank.subarray(c0, c0 + chunk.length)) : ctx.empty([1]);
+              temps.push(r);
+              labelMap(ctx, bits, r, chunk.length, H, W, labels, c0 === 0, layout);
+            }
+            return bits;
+          });
           if (chunk.length === 0) break;
           const data = await bits.read();
           const u = new Uint32Array(data.buffer, data.byteOffset, data.length);

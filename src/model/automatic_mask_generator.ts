@@ -18,6 +18,8 @@
  *
  * Everything per candidate stays on the GPU; the first readback of a crop is its survivors (after
  * NMS: indices, boxes, scores), and the masks are made and read back only for the final records.
+ * The NMS between crops runs on the CPU, over those survivors' boxes (a few numbers each, already
+ * read back). Equal scores come out in the order PyTorch's CPU code gives them (amg.ts batchedNms).
  * min_mask_region_area goes to the image predictor as its max hole / sprinkle area, as the
  * reference does (holes and islands of the low-res logits, GPU connected components).
  *

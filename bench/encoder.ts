@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { GpuContext } from '../src/gpu/context.js';
 import { readSafetensorsFile } from '../src/io/safetensors.js';
 import { EfficientTAM } from '../src/model/efficienttam.js';
+import type { FpnNeck, ViTDetNeck } from '../src/model/image_encoder.js';
 import { median } from './common.js';
 
 async function main(): Promise<void> {
@@ -25,14 +26,15 @@ async function main(): Promise<void> {
   for (let i = 0; i < reps + 1; i++) {
     const compiled = ctx.stats.pipelinesCompiled;
     t0 = performance.now();
-    const trunk = model.imageEncoder.trunk.forward(pixels);
+    // the trunk then the neck, as ImageEncoder.forward runs them (ViT + ViTDet neck, or Hiera + FPN)
+    const enc = model.imageEncoder;
+    const trunk = enc.trunk.forward(pixels);
     await ctx.sync();
     const t1 = performance.now();
-    const feats = model.imageEncoder.neck.forward(trunk);
+    const feats = Array.isArray(trunk) ? (enc.neck as FpnNeck).forward(trunk) : [(enc.neck as ViTDetNeck).forward(trunk)];
     await ctx.sync();
     const t2 = performance.now();
-    trunk.release();
-    feats.release();
+    for (const t of [trunk, feats].flat()) t.release();
     const row = { total: t2 - t0, trunk: t1 - t0, neck: t2 - t1 };
     console.log(`frame ${i}: ${row.total.toFixed(0)} ms (trunk ${row.trunk.toFixed(0)}, neck ${row.neck.toFixed(0)}), ` +
       `${ctx.stats.pipelinesCompiled - compiled} pipelines compiled`);

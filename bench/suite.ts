@@ -105,9 +105,9 @@ async function encoder(ctx: GpuContext, m: EfficientTAM, name: string, reps: num
   const S = m.imageSize;
   const pixels = ctx.upload(rand(S * S * 3, 11, 2), [1, S, S, 3]);
   const t = await time(ctx, () => {
-    const r = m.imageEncoder.forward(pixels);
-    r.trunk.release();
+    const r = m.forwardImage(pixels);
     r.visionFeatures.release();
+    for (const x of r.highResFeatures ?? []) x.release();
   }, reps);
   push({ bench: `${name}: image encoder (${S}x${S})`, ...t });
   pixels.release();

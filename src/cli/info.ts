@@ -7,6 +7,7 @@ import { getNumber, getString, type CommandSpec, type ParsedArgs } from './args.
 import { chooseModel, MODEL_OPTIONS, weightStats } from './model.js';
 import { formatBytes } from './progress.js';
 import type { Output } from './main.js';
+import { hieraSettings, isHiera } from '../model/config.js';
 
 export const INFO: CommandSpec = {
   name: 'info',
@@ -27,7 +28,11 @@ export async function info(p: ParsedArgs, out: Output): Promise<number> {
   out.print(`file:       ${c.path} (${formatBytes(size)}${/\.pt$/i.test(c.path) ? ', a PyTorch checkpoint: converted on the fly' : ''})`);
   out.print(`model:      ${c.configFrom}`);
   out.print(`variant:    ${c.variant ?? '(not an official variant)'}`);
-  out.print(`image size: ${cfg.image_size}x${cfg.image_size}; ViT ${cfg.image_encoder.trunk.embed_dim}-d, ${cfg.image_encoder.trunk.depth} blocks; ` +
+  const t = cfg.image_encoder.trunk;
+  const trunk = isHiera(t)
+    ? `Hiera ${t.embed_dim}-d, stages [${hieraSettings(t).stages.join(', ')}]`
+    : `ViT ${t.embed_dim}-d, ${t.depth} blocks`;
+  out.print(`image size: ${cfg.image_size}x${cfg.image_size}; ${trunk}; ` +
     `memory attention ${cfg.memory_attention.num_layers} layers (${String(cfg.memory_attention.layer.cross_attention._target_ ?? '').split('.').pop()})`);
   out.print(`parameters: ${s.parameters.toLocaleString('en-US')} (${(s.parameters / 1e6).toFixed(2)} M) in ${s.tensors} tensors`);
   out.print(`dtypes:     ${[...s.dtypes].map(([d, v]) => `${d} ${v.tensors} tensors (${(v.parameters / 1e6).toFixed(2)} M)`).join(', ')}`);

@@ -322,3 +322,38 @@ export function attentionPacked(ctx: GpuContext, qkv: Tensor, numHeads: number, 
   }
   return out;
 }
+
+/**
+ * Attention with separate queries and keys/values read in place from a packed qkv Linear output
+ * (channels per token (3, H, d), the q part unused): Hiera's Q-pooling blocks pool the queries
+ * (maxPool2x2 of the q channels) and attend with the unpooled k and v of the same qkv.
+ * q: [B, Nq, H*d], qkv: [B, Nk, 3*H*d] -> [B, Nq, H*d]
+ */
+export function attentionPackedKV(ctx: GpuContext, q: Tensor, qkv: Tensor, numHeads: number, opts: AttentionOptions = {}): Tensor {
+  if (q.shape.length !== 3 || qkv.shape.length !== 3) {
+    throw new Error(`attentionPackedKV: q must be [B, Nq, H*d] and qkv [B, Nk, 3*H*d], got [${q.shape}], [${qkv.shape}]`);
+  }
+  const [batch, nq, c] = q.shape as [number, number, number];
+  const [bk, nk, c3] = qkv.shape as [number, number, number];
+  if (bk !== batch || c3 !== 3 * c) throw new Error(`attentionPackedKV: qkv [${qkv.shape}] does not go with q [${q.shape}]`);
+  if (!Number.isInteger(numHeads) || numHeads < 1 || c % numHeads !== 0 || nk < 1) {
+    throw new Error(`attentionPackedKV: ${numHeads} heads do not divide q [${q.shape}] (or no keys)`);
+  }
+  const d = c / numHeads;
+  const out = ctx.empty([batch, nq, c]);
+  if (batch === 0 || nq === 0) return out;
+  const p: AttentionParams = {
+    batch, heads: numHeads, nq, nk, d, dv: d, scale: opts.scale ?? 1 / Math.sqrt(d),
+    q: { tokenStride: c, offset: 0 },
+    k: { tokenStride: c3, offset: c },
+    v: { tokenStride: c3, offset: 2 * c },
+    outStride: c,
+    logitBias: logitBiasOf(opts, nk, 'attentionPackedKV'),
+  };
+  if (useComposed(ctx, p, opts)) {
+    attentionComposed(ctx, p, { t: q, ...p.q }, { t: qkv, ...p.k }, { t: qkv, ...p.v }, out);
+  } else {
+    run(ctx, p, [q, qkv, qkv], out, opts.config ?? defaultAttentionConfig(d, d));
+  }
+  return out;
+}

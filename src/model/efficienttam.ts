@@ -1,22 +1,23 @@
 /**
- * The EfficientTAM model: its parts built from one config and one set of weights, under the
- * official names. Read this file top-down for the path of one frame:
+ * The model (EfficientTAM, or SAM 2 / SAM 2.1: the same class, built from the config): its parts
+ * built from one config and one set of weights, under the official names. Read this file top-down
+ * for the path of one frame:
  *
- *   pixels -> image encoder (image_encoder.ts) -> memory attention (memory_attention.ts)
- *          -> prompt encoder + mask decoder (prompt_encoder.ts, mask_decoder.ts)
+ *   pixels -> image encoder (image_encoder.ts: ViT + ViTDet neck, or Hiera + FPN neck)
+ *          -> memory attention (memory_attention.ts)
+ *          -> prompt encoder + mask decoder (prompt_encoder.ts, mask_decoder.ts; SAM 2 adds the
+ *             image's stride-4 / stride-8 maps to the decoder's upscaling)
  *          -> memory encoder (memory_encoder.ts) -> [memory bank]
  *
  * The image predictor (image_predictor.ts) decodes vision features + no_mem_embed directly.
- *
- * (bracketed parts are being built; see the issues).
  */
 import type { GpuContext } from '../gpu/context.js';
 import type { SafetensorsFile } from '../io/safetensors.js';
 import { WeightLoader, type WeightLoaderOptions } from '../io/weights.js';
-import { validateConfig, type EfficientTAMConfig } from './config.js';
+import { featureSize, validateConfig, type EfficientTAMConfig } from './config.js';
 import { ImageEncoder } from './image_encoder.js';
 import { checkWeightsForConfig } from '../weights/variant.js';
-import { MaskDecoder } from './mask_decoder.js';
+import { MaskDecoder, type HighResFeatures } from './mask_decoder.js';
 import { PromptEncoder } from './prompt_encoder.js';
 import { MemoryAttention } from './memory_attention.js';
 import { MemoryEncoder } from './memory_encoder.js';
@@ -38,6 +39,16 @@ export interface LoadOptions {
 
 /** Parts of the official state dict that this version does not build yet. */
 const NOT_YET_BUILT: string[] = [];
+
+/** An image's features as the tracker and the image predictor read them (SAM2Base.forward_image). */
+export interface ImageFeatures {
+  /** vision_features [1, g, g, C] */
+  visionFeatures: Tensor;
+  /** vision_pos_enc [1, g, g, C]; owned by the image encoder, do not release */
+  visionPosEnc: Tensor;
+  /** SAM 2: [feat_s0 [1, 4g, 4g, C/8], feat_s1 [1, 2g, 2g, C/4]] for the decoder; null for EfficientTAM */
+  highResFeatures: HighResFeatures | null;
+}
 
 export class EfficientTAM {
   private constructor(
@@ -61,6 +72,24 @@ export class EfficientTAM {
     return this.config.image_size;
   }
 
+  /** Whether this is a SAM 2 model (Hiera trunk, high-resolution decoder features). */
+  get isSam2(): boolean {
+    return this.maskDecoder.usesHighRes;
+  }
+
+  /**
+   * forward_image: pixels [1, S, S, 3] -> the image's features, with (SAM 2) the stride-4 and -8
+   * levels already through the decoder's conv_s0 / conv_s1, as every decoder call on this image
+   * takes them. Records GPU work only.
+   */
+  forwardImage(pixels: Tensor): ImageFeatures {
+    const out = this.imageEncoder.forward(pixels);
+    let highResFeatures: HighResFeatures | null = null;
+    if (this.maskDecoder.usesHighRes) highResFeatures = this.maskDecoder.projectHighRes(out.backboneFpn);
+    for (const x of out.backboneFpn) x.release();
+    return { visionFeatures: out.visionFeatures, visionPosEnc: out.visionPosEnc, highResFeatures };
+  }
+
   /**
    * Builds the model on the GPU from a weights file: every weight is checked by name and shape
    * and uploaded once; all problems are reported in one WeightError.
@@ -73,7 +102,7 @@ export class EfficientTAM {
     const w = new WeightLoader(weights, ctx, { allowUnused: opts.allowUnused ?? NOT_YET_BUILT });
     const imageEncoder = ImageEncoder.load(ctx, w, cfg);
     const C = cfg.image_encoder.neck.d_model; // hidden_dim
-    const g = cfg.image_size / cfg.image_encoder.trunk.patch_size; // backbone stride 16
+    const g = featureSize(cfg); // the stride-16 features (the ViT's patches; Hiera's third stage)
     const promptEncoder = PromptEncoder.load(ctx, w, 'sam_prompt_encoder', C, g, cfg.image_size);
     const maskDecoder = MaskDecoder.load(ctx, w, 'sam_mask_decoder', C, cfg);
     const noMemEmbed = w.tensor('no_mem_embed', [1, 1, C]).reshape([C]);

@@ -3,6 +3,7 @@
  * once, then decode masks for any number of prompts.
  *
  *   setImage(pixels)  -> preprocess -> image encoder -> vision_features (+ no_mem_embed)   [1, g, g, C]
+ *                        (SAM 2: and the high-resolution maps feat_s0 [1, 4g, 4g, C/8], feat_s1 [1, 2g, 2g, C/4])
  *   predict(prompts)  -> prompt encoder -> mask decoder -> low-res logits [B, M, S/4, S/4]
  *                     -> (optional hole filling / sprinkle removal on the low-res logits)
  *                     -> bilinear (align_corners=False) to the original size [B, M, H, W]
@@ -22,6 +23,7 @@ import { preprocessImage, type ImageSource } from '../kernels/preprocess.js';
 import { drawMasks, type DrawMasksOptions } from '../kernels/draw_masks.js';
 import { pickBestMask } from '../kernels/track_ops.js';
 import type { EfficientTAM } from './efficienttam.js';
+import type { HighResFeatures } from './mask_decoder.js';
 
 const f = Math.fround;
 
@@ -86,6 +88,8 @@ interface PreparedPrompts {
 
 export class ImagePredictor {
   private embed: Tensor | null = null;
+  /** SAM 2: the image's [feat_s0, feat_s1] (the official predictor's `_features["high_res_feats"]`) */
+  private highRes: HighResFeatures | null = null;
   private origHW: [number, number] | null = null;
 
   /** Logit threshold of the binary masks (the official `mask_threshold`, 0). */
@@ -131,6 +135,16 @@ export class ImagePredictor {
     return this.embed;
   }
 
+  /**
+   * SAM 2: the image's high-resolution maps the decoder adds, [feat_s0 [1, 4g, 4g, C/8],
+   * feat_s1 [1, 2g, 2g, C/4]] (conv_s0 / conv_s1 of the FPN's stride-4 and -8 levels); null for
+   * EfficientTAM. Owned by the predictor.
+   */
+  get highResFeatures(): HighResFeatures | null {
+    if (!this.embed) throw new Error('ImagePredictor: no image set; call setImage(...) first');
+    return this.highRes;
+  }
+
   /** Embeds an RGB(A) image (8-bit, row-major). Records GPU work only. */
   setImage(source: ImageSource): void {
     const { width, height } = source;
@@ -148,35 +162,49 @@ export class ImagePredictor {
   setInput(pixels: Tensor, width: number, height: number): void {
     this.reset();
     const m = this.model;
-    const out = m.imageEncoder.forward(pixels);
-    out.trunk.release();
+    const out = m.forwardImage(pixels);
     let embed = out.visionFeatures; // [1, g, g, C]
     if (m.config.directly_add_no_mem_embed) {
       embed = add(this.ctx, out.visionFeatures, m.noMemEmbed);
       out.visionFeatures.release();
     }
     this.embed = embed;
+    this.highRes = out.highResFeatures;
     this.origHW = [height, width];
   }
 
   /**
    * Uses a precomputed image embedding [1, g, g, C] (what `imageEmbedding` holds: vision features
-   * plus no_mem_embed) for an image of the given original size. The predictor takes ownership.
+   * plus no_mem_embed) for an image of the given original size; for SAM 2 also its high-resolution
+   * maps (what `highResFeatures` holds). The predictor takes ownership of all of them.
    */
-  setEmbedding(embed: Tensor, width: number, height: number): void {
+  setEmbedding(embed: Tensor, width: number, height: number, highResFeatures?: HighResFeatures | null): void {
     const g = this.model.promptEncoder.embedSize, C = this.model.promptEncoder.embedDim;
-    const ok = embed.shape.length === 4 && [1, g, g, C].every((d, i) => embed.shape[i] === d);
-    if (!ok) throw new Error(`ImagePredictor.setEmbedding: [${embed.shape}] is not [1, ${g}, ${g}, ${C}]`);
+    const is = (t: Tensor, shape: number[]) => t.shape.length === shape.length && shape.every((d, i) => t.shape[i] === d);
+    if (!is(embed, [1, g, g, C])) throw new Error(`ImagePredictor.setEmbedding: [${embed.shape}] is not [1, ${g}, ${g}, ${C}]`);
     if (!(width > 0 && height > 0)) throw new Error(`ImagePredictor.setEmbedding: bad image size ${width}x${height}`);
+    if (this.model.maskDecoder.usesHighRes) {
+      if (!highResFeatures) throw new Error('ImagePredictor.setEmbedding: a SAM 2 model also needs the image\'s high-resolution features [feat_s0, feat_s1]');
+      const [s0, s1] = highResFeatures;
+      if (!is(s0, [1, 4 * g, 4 * g, C / 8]) || !is(s1, [1, 2 * g, 2 * g, C / 4])) {
+        throw new Error(`ImagePredictor.setEmbedding: high-resolution features [${s0.shape}], [${s1.shape}] are not ` +
+          `[1, ${4 * g}, ${4 * g}, ${C / 8}], [1, ${2 * g}, ${2 * g}, ${C / 4}]`);
+      }
+    } else if (highResFeatures) {
+      throw new Error('ImagePredictor.setEmbedding: this model takes no high-resolution features (not a SAM 2 model)');
+    }
     this.reset();
     this.embed = embed;
+    this.highRes = highResFeatures ?? null;
     this.origHW = [height, width];
   }
 
-  /** Forgets the image (releases its embedding). */
+  /** Forgets the image (releases its embedding and high-resolution maps). */
   reset(): void {
     this.embed?.release();
     this.embed = null;
+    for (const t of this.highRes ?? []) t.release();
+    this.highRes = null;
     this.origHW = null;
   }
 
@@ -305,6 +333,7 @@ export class ImagePredictor {
     }
     const out = model.maskDecoder.forward({
       imageEmbed: this.embed!, imagePe: pe.densePe, sparse, batch: B, dense, multimaskOutput: o.multimask ?? true,
+      highResFeatures: this.highRes,
     });
     if (maskT) { maskT.release(); dense.release(); }
     const M = out.masks.shape[1]!;

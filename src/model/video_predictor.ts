@@ -407,17 +407,16 @@ export class VideoPredictor {
     }
     const { t, own } = await this.pixels(i);
     this.ctx.mark('start');
-    const out = this.model.imageEncoder.forward(t);
+    const out = this.model.forwardImage(t);
     this.ctx.mark('image_encoder');
     if (own) t.release();
-    out.trunk.release();
-    const feats = { visionFeats: out.visionFeatures, visionPos: out.visionPosEnc };
+    const feats: FrameFeatures = { visionFeats: out.visionFeatures, visionPos: out.visionPosEnc, highRes: out.highResFeatures };
     this.featureCache.set(i, feats);
     if (this.streaming) this.buffered.delete(i); // the features stand for the frame from now on
     while (this.featureCache.size > this.featureCacheSize) {
       const [k, v] = this.featureCache.entries().next().value as [number, FrameFeatures];
       this.featureCache.delete(k);
-      v.visionFeats.release();
+      releaseFeatures(v);
     }
     return feats;
   }
@@ -766,7 +765,7 @@ export class VideoPredictor {
   /** Frees the cached features as well (the predictor can still be used). */
   dispose(): void {
     this.reset();
-    for (const v of this.featureCache.values()) v.visionFeats.release();
+    for (const v of this.featureCache.values()) releaseFeatures(v);
     this.featureCache.clear();
     this.noObjPlane?.release();
     this.noObjPlane = null;
@@ -798,6 +797,12 @@ function frameSize(x: ImageSource | TextureSource): [number, number] {
   const d = x as { videoWidth?: number; videoHeight?: number; displayWidth?: number; displayHeight?: number; width?: number; height?: number };
   if (isPixels(x)) return [x.width, x.height];
   return [d.videoWidth ?? d.displayWidth ?? d.width ?? 0, d.videoHeight ?? d.displayHeight ?? d.height ?? 0];
+}
+
+/** Frees a frame's features (vision_pos_enc belongs to the image encoder). */
+function releaseFeatures(f: FrameFeatures): void {
+  f.visionFeats.release();
+  for (const t of f.highRes ?? []) t.release();
 }
 
 function releaseObject(o: ObjectState): void {

@@ -4,7 +4,9 @@
  *   1. `--config FILE`: that config (the resolved `model` section, as the goldens' config.json);
  *   2. a `config.json` next to the weights that is an EfficientTAM config (a golden case folder,
  *      or your own export): that config;
- *   3. otherwise the official variant, recognised from the tensors (detectVariant): the ViT width
+ *   3. otherwise the official variant, recognised from the tensors (detectVariant): for SAM 2 /
+ *      SAM 2.1 (a Hiera trunk) the tensors tell the size and the version, and the input size is
+ *      1024 unless `--image-size` (a multiple of 32) says otherwise; for EfficientTAM the ViT width
  *      tells Ti from S; the input size (1024 / 512) and the pooled cross-attention (_1, _2) cannot
  *      be seen in the tensors, so they come from `--variant` / `--image-size`, the file's metadata
  *      or its name (efficienttam_s_512x512.safetensors), else 1024 and the plain attention (with a
@@ -17,7 +19,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { GpuContext } from '../gpu/context.js';
 import { EfficientTAM } from '../model/efficienttam.js';
-import { VARIANTS, type EfficientTAMConfig, type Variant } from '../model/config.js';
+import { ALL_VARIANTS, isVariant, type EfficientTAMConfig, type Variant } from '../model/config.js';
 import type { SafetensorsFile } from '../io/safetensors.js';
 import { detectVariant, officialVariantOf } from '../weights/variant.js';
 import { loadWeights } from '../weights/load.js';
@@ -85,11 +87,11 @@ async function readConfig(path: string): Promise<unknown> {
 /** Reads the weights (with a progress bar for big files) and picks the config. */
 export async function chooseModel(a: ModelArgs): Promise<ModelChoice> {
   const path = await weightsPath(a.weights, a.command);
-  if (a.variant !== undefined && !(VARIANTS as readonly string[]).includes(a.variant)) {
-    throw usageError(a.command, `--variant ${a.variant} is not one of ${VARIANTS.join(', ')}`);
+  if (a.variant !== undefined && !isVariant(a.variant)) {
+    throw usageError(a.command, `--variant ${a.variant} is not one of ${ALL_VARIANTS.join(', ')}`);
   }
-  if (a.imageSize !== undefined && a.imageSize !== 512 && a.imageSize !== 1024) {
-    throw usageError(a.command, `--image-size is 1024 or 512 (the official variants' input sizes), not ${a.imageSize}`);
+  if (a.imageSize !== undefined && !(a.imageSize > 0 && a.imageSize % 32 === 0)) {
+    throw usageError(a.command, `--image-size is 1024 or 512 for EfficientTAM, a multiple of 32 for SAM 2 (default 1024), not ${a.imageSize}`);
   }
   const size = (await stat(path)).size;
   const bar = new Progress('weights', Math.ceil(size / 2 ** 20), { enabled: !a.quiet && size > 64 * 2 ** 20, unit: 'MiB', rate: false });
@@ -98,7 +100,7 @@ export async function chooseModel(a: ModelArgs): Promise<ModelChoice> {
     weights = await loadWeights(path, { onProgress: (n) => bar.update(Math.floor(n / 2 ** 20)) });
   } catch (e) {
     throw new CliError(`cannot read the weights ${path}: ${(e as Error).message}\n` +
-      '(expected a .safetensors file, e.g. from `etam convert`, or an official EfficientTAM .pt checkpoint)');
+      '(expected a .safetensors file, e.g. from `etam convert`, or an official EfficientTAM / SAM 2 / SAM 2.1 .pt checkpoint)');
   }
   bar.finish();
 
@@ -154,8 +156,8 @@ export function weightStats(w: SafetensorsFile): { tensors: number; parameters: 
 /** The options of the commands that run the model. */
 export const MODEL_OPTIONS: OptionSpec[] = [
   { name: 'weights', short: 'w', type: 'string', value: 'FILE', help: 'model weights: .safetensors (or an official .pt), or a folder with\nweights.safetensors and config.json' },
-  { name: 'variant', type: 'string', value: 'NAME', help: 'official variant, when the weights cannot tell: efficienttam_ti, _ti_1, _ti_2,\n_ti_512x512, efficienttam_s, _s_1, _s_2, _s_512x512' },
-  { name: 'image-size', type: 'int', value: 'N', help: 'input size 1024 or 512 (the weights cannot tell; default 1024)' },
+  { name: 'variant', type: 'string', value: 'NAME', help: 'official variant, when the weights cannot tell: efficienttam_ti, _ti_1, _ti_2,\n_ti_512x512, efficienttam_s, _s_1, _s_2, _s_512x512; sam2_hiera_{tiny,small,\nbase_plus,large}, sam2.1_hiera_* (SAM 2 files are recognised; checked against them)' },
+  { name: 'image-size', type: 'int', value: 'N', help: 'input size: 1024 or 512 for EfficientTAM, a multiple of 32 for SAM 2\n(the weights cannot tell; default 1024)' },
   { name: 'config', type: 'string', value: 'FILE', help: 'model config JSON (default: config.json next to the weights, if any)' },
 ];
 

@@ -564,7 +564,8 @@ async function loadModel(source: File | string): Promise<void> {
       config = configOverride;
       what = 'the given config.json';
     } else {
-      const v = detectVariant(weights);
+      const size = Number($<HTMLSelectElement>('imageSize').value) || undefined;
+      const v = detectVariant(weights, { imageSize: size });
       config = v.config;
       what = `${v.variant}${v.notes.length ? ` (${v.notes.join('; ')})` : ''}`;
     }
@@ -575,7 +576,7 @@ async function loadModel(source: File | string): Promise<void> {
     state('model', 'ready');
   } catch (e) {
     model = null;
-    const hint = configOverride ? '' : '\nIf this is not one of the official EfficientTAM checkpoints, also choose its config.json.';
+    const hint = configOverride ? '' : '\nIf this is not one of the official EfficientTAM, SAM 2 or SAM 2.1 checkpoints, also choose its config.json.';
     setStatus(modelStatus, `These weights cannot be used: ${errorText(e)}${hint}`, 'error');
     state('model', 'error');
   }
@@ -615,9 +616,10 @@ $<HTMLInputElement>('configFile').addEventListener('change', async (e) => {
     setStatus(modelStatus, `config ${f.name} read; now choose the weights`);
     if (lastWeights) void loadModel(lastWeights);
   } catch (err) {
-    setStatus(modelStatus, `${f.name} is not a usable EfficientTAM config: ${errorText(err)}`, 'error');
+    setStatus(modelStatus, `${f.name} is not a usable EfficientTAM / SAM 2 config: ${errorText(err)}`, 'error');
   }
 });
+$<HTMLSelectElement>('imageSize').addEventListener('change', () => { if (lastWeights && !configOverride) void loadModel(lastWeights); });
 $<HTMLButtonElement>('loadUrl').addEventListener('click', () => {
   const url = $<HTMLInputElement>('weightsUrl').value.trim();
   if (url) void loadModel(url);

@@ -73,7 +73,6 @@ describe('browser (headless Chromium, SwiftShader WebGPU): golden tiny', () => {
 
   it('the video script: every video.* reference matches, object presence agrees', async () => {
     const r = await runParity({ case: 'tiny', what: 'video' });
-    await (await parityPage)?.page.close();
     const ms = [...r.frameMs].sort((a, b) => a - b);
     console.log(`browser, ${r.adapter}, tiny video script (${r.seconds.toFixed(1)} s, median ${ms[ms.length >> 1]?.toFixed(0)} ms per tracked frame)\n${r.table}\n${summary(r.rows)}`);
     expect(r.rows.map((x) => x.name).sort()).toEqual([...r.expected].sort());
@@ -81,6 +80,110 @@ describe('browser (headless Chromium, SwiftShader WebGPU): golden tiny', () => {
     expect(r.presence).toEqual([]);
   }, 600_000);
 });
+
+describe('browser (headless Chromium, SwiftShader WebGPU): golden sam2_tiny (SAM 2.1: Hiera, FPN, high-resolution decoder)', () => {
+  afterAll(async () => { await (await parityPage)?.page.close(); parityPage = null; });
+
+  it('image encoder (Hiera stages, FPN levels, high-resolution maps) and every prompt.* output match the reference', async () => {
+    const r = await runParity({ case: 'sam2_tiny', what: 'prompts' });
+    console.log(`browser, ${r.adapter}, sam2_tiny prompts (${r.seconds.toFixed(1)} s)\n${r.table}\n${summary(r.rows)}`);
+    expect(r.rows.map((x) => x.name).sort()).toEqual([...r.expected].sort());
+    expect(r.rows.map((x) => x.name)).toEqual(expect.arrayContaining(['image.trunk.3', 'image.high_res_feats.0', 'prompt.refine.low_res_logits']));
+    for (const row of r.rows) expect(row.pass, `${row.name}: ${JSON.stringify(row)}`).toBe(true);
+  }, 300_000);
+
+  it('the video script: every video.* reference matches, object presence agrees (the absent frame included)', async () => {
+    const r = await runParity({ case: 'sam2_tiny', what: 'video' });
+    const ms = [...r.frameMs].sort((a, b) => a - b);
+    console.log(`browser, ${r.adapter}, sam2_tiny video script (${r.seconds.toFixed(1)} s, median ${ms[ms.length >> 1]?.toFixed(0)} ms per tracked frame)\n${r.table}\n${summary(r.rows)}`);
+    expect(r.rows.map((x) => x.name).sort()).toEqual([...r.expected].sort());
+    for (const row of r.rows) expect(row.pass, `${row.name}: ${JSON.stringify(row)}`).toBe(true);
+    expect(r.presence).toEqual([]);
+  }, 600_000);
+});
+
+/**
+ * The demo driven like a person would, on a golden case's (non-official) model: its weights, then
+ * its config.json; the 8 bedroom frames; a click where the golden clicks object 1; Track. The
+ * screenshot must show object 1's colour where the golden's pass1 frame 7 mask is.
+ */
+async function demoRun(name: string): Promise<void> {
+  const { page, errors } = await openPage(browser, `${served.origin}/demo/index.html`);
+  try {
+    await page.waitForSelector('body[data-gpu="ready"]', { timeout: 60_000 });
+    // the golden models are no official variants: their config.json goes with the weights
+    const golden = resolve(SHARED, `golden/${name}`);
+    const upload = async (sel: string, ...files: string[]) => ((await page.$(sel)) as ElementHandle<HTMLInputElement>).uploadFile(...files);
+    // without it the page says what is wrong; choosing the config then loads the same weights
+    await upload('#weightsFile', resolve(golden, 'weights.safetensors'));
+    await page.waitForSelector('body[data-model="error"], body[data-model="ready"]');
+    expect(await page.$eval('#modelStatus', (e) => e.textContent)).toMatch(/cannot be used.*config\.json/s);
+    await upload('#configFile', resolve(golden, 'config.json'));
+    await page.waitForSelector('body[data-model="ready"], body[data-model="error"]');
+    const modelText = await page.$eval('#modelStatus', (e) => e.textContent ?? '');
+    expect(await page.$eval('body', (b) => b.dataset.model), modelText).toBe('ready');
+
+    const names = Array.from({ length: 8 }, (_, i) => resolve(SHARED, 'data/bedroom', `${String(i).padStart(5, '0')}.jpg`));
+    await upload('#imageFiles', ...names);
+    await page.waitForSelector('body[data-source="ready"], body[data-source="error"]');
+    expect(await page.$eval('#sourceStatus', (e) => e.textContent)).toMatch(/8 frames/);
+
+    // click where the golden script clicks object 1 (video pixels), through the canvas's scaling
+    const CLICK = [528, 324] as const;
+    const at = await page.$eval('#view', (c, p) => {
+      const cv = c as HTMLCanvasElement;
+      const r = cv.getBoundingClientRect();
+      return {
+        x: r.left + cv.clientLeft + (p[0] * cv.clientWidth) / cv.width, y: r.top + cv.clientTop + (p[1] * cv.clientHeight) / cv.height,
+        W: cv.width, H: cv.height,
+      };
+    }, CLICK);
+    expect([at.W, at.H]).toEqual([960, 540]);
+    await page.mouse.click(at.x, at.y);
+    await page.waitForFunction(() => /prompted|rror/.test(document.getElementById('status')!.textContent ?? ''));
+    expect(await page.$eval('#status', (e) => e.textContent)).toMatch(/Object 1 prompted on frame 0/);
+
+    await page.click('#track');
+    await page.waitForFunction(() => document.body.dataset.busy === '0' && /tracked|rror/.test(document.getElementById('status')!.textContent ?? ''));
+    expect(await page.$eval('#status', (e) => e.textContent)).toBe('tracked 8 frames');
+    const timings = await page.$eval('#timings', (e) => e.textContent ?? '');
+    console.log(`demo timings (headless Chromium, SwiftShader, ${name} model):\n${timings}`);
+
+    mkdirSync(OUT, { recursive: true });
+    const shot = resolve(OUT, name === 'tiny' ? 'demo.png' : `demo-${name}.png`);
+    await page.screenshot({ path: shot, fullPage: true });
+    console.log(`demo screenshot: ${shot}`);
+
+    // The canvas shows frame 7 with object 1's mask blended in blue ([30, 144, 255] at 0.55) by
+    // drawMasks on the GPU (a pixel is covered where the upsampled low-res logit is > 0).
+    // Object 1 is tracked on its own, so its mask is the golden's pass1 frame 7 object 1 mask:
+    // inside it the pixels must be much bluer than outside.
+    const box = await page.$eval('#view', (c) => {
+      const cv = c as HTMLCanvasElement;
+      const r = cv.getBoundingClientRect();
+      return { left: Math.round(r.left + cv.clientLeft + scrollX), top: Math.round(r.top + cv.clientTop + scrollY), width: cv.clientWidth, height: cv.clientHeight };
+    });
+    expect([box.width, box.height]).toEqual([960, 540]);
+    const { default: sharp } = await import('sharp');
+    const px = await sharp(shot).extract(box).removeAlpha().raw().toBuffer();
+    const c = await loadCase(golden);
+    const ref = c.tensors.info('video.pass1.frame7.masks_bits');
+    const [, H, ] = ref.shape as [number, number, number];
+    const mask = unpackBits(c.tensors.getRaw('video.pass1.frame7.masks_bits') as Uint8Array, [ref.shape[0]!, H, 960]);
+    let inN = 0, inBR = 0, outN = 0, outBR = 0;
+    for (let i = 0; i < H * 960; i++) {
+      const br = px[i * 3 + 2]! - px[i * 3]!;
+      if (mask[i]) { inN++; inBR += br; } else { outN++; outBR += br; }
+    }
+    const inside = inBR / inN, outside = outBR / outN;
+    console.log(`${name}: object 1 on frame 7: ${inN} px (${((100 * inN) / (H * 960)).toFixed(1)}%), mean blue-red inside ${inside.toFixed(1)}, outside ${outside.toFixed(1)}`);
+    expect(inN).toBeGreaterThan(0.01 * H * 960);
+    expect(inside - outside).toBeGreaterThan(60);
+    expect(errors).toEqual([]);
+  } finally {
+    await page.close();
+  }
+}
 
 describe('browser: the demo, driven like a person would', () => {
   it('says clearly when the browser has no WebGPU', async () => {
@@ -97,81 +200,11 @@ describe('browser: the demo, driven like a person would', () => {
   });
 
   it('loads the tiny weights, opens the bedroom frames, tracks a clicked object over 8 frames; the screenshot shows its colour there', async () => {
-    const { page, errors } = await openPage(browser, `${served.origin}/demo/index.html`);
-    try {
-      await page.waitForSelector('body[data-gpu="ready"]', { timeout: 60_000 });
-      // the tiny model is not an official variant: its config.json goes with the weights
-      const golden = resolve(SHARED, 'golden/tiny');
-      const upload = async (sel: string, ...files: string[]) => ((await page.$(sel)) as ElementHandle<HTMLInputElement>).uploadFile(...files);
-      // without it the page says what is wrong; choosing the config then loads the same weights
-      await upload('#weightsFile', resolve(golden, 'weights.safetensors'));
-      await page.waitForSelector('body[data-model="error"], body[data-model="ready"]');
-      expect(await page.$eval('#modelStatus', (e) => e.textContent)).toMatch(/cannot be used.*config\.json/s);
-      await upload('#configFile', resolve(golden, 'config.json'));
-      await page.waitForSelector('body[data-model="ready"], body[data-model="error"]');
-      const modelText = await page.$eval('#modelStatus', (e) => e.textContent ?? '');
-      expect(await page.$eval('body', (b) => b.dataset.model), modelText).toBe('ready');
+    await demoRun('tiny');
+  }, 600_000);
 
-      const names = Array.from({ length: 8 }, (_, i) => resolve(SHARED, 'data/bedroom', `${String(i).padStart(5, '0')}.jpg`));
-      await upload('#imageFiles', ...names);
-      await page.waitForSelector('body[data-source="ready"], body[data-source="error"]');
-      expect(await page.$eval('#sourceStatus', (e) => e.textContent)).toMatch(/8 frames/);
-
-      // click where the golden script clicks object 1 (video pixels), through the canvas's scaling
-      const CLICK = [528, 324] as const;
-      const at = await page.$eval('#view', (c, p) => {
-        const cv = c as HTMLCanvasElement;
-        const r = cv.getBoundingClientRect();
-        return {
-          x: r.left + cv.clientLeft + (p[0] * cv.clientWidth) / cv.width, y: r.top + cv.clientTop + (p[1] * cv.clientHeight) / cv.height,
-          W: cv.width, H: cv.height,
-        };
-      }, CLICK);
-      expect([at.W, at.H]).toEqual([960, 540]);
-      await page.mouse.click(at.x, at.y);
-      await page.waitForFunction(() => /prompted|rror/.test(document.getElementById('status')!.textContent ?? ''));
-      expect(await page.$eval('#status', (e) => e.textContent)).toMatch(/Object 1 prompted on frame 0/);
-
-      await page.click('#track');
-      await page.waitForFunction(() => document.body.dataset.busy === '0' && /tracked|rror/.test(document.getElementById('status')!.textContent ?? ''));
-      expect(await page.$eval('#status', (e) => e.textContent)).toBe('tracked 8 frames');
-      const timings = await page.$eval('#timings', (e) => e.textContent ?? '');
-      console.log(`demo timings (headless Chromium, SwiftShader, tiny model):\n${timings}`);
-
-      mkdirSync(OUT, { recursive: true });
-      const shot = resolve(OUT, 'demo.png');
-      await page.screenshot({ path: shot, fullPage: true });
-      console.log(`demo screenshot: ${shot}`);
-
-      // The canvas shows frame 7 with object 1's mask blended in blue ([30, 144, 255] at 0.55) by
-      // drawMasks on the GPU (a pixel is covered where the upsampled low-res logit is > 0).
-      // Object 1 is tracked on its own, so its mask is the golden's pass1 frame 7 object 1 mask:
-      // inside it the pixels must be much bluer than outside.
-      const box = await page.$eval('#view', (c) => {
-        const cv = c as HTMLCanvasElement;
-        const r = cv.getBoundingClientRect();
-        return { left: Math.round(r.left + cv.clientLeft + scrollX), top: Math.round(r.top + cv.clientTop + scrollY), width: cv.clientWidth, height: cv.clientHeight };
-      });
-      expect([box.width, box.height]).toEqual([960, 540]);
-      const { default: sharp } = await import('sharp');
-      const px = await sharp(shot).extract(box).removeAlpha().raw().toBuffer();
-      const c = await loadCase(golden);
-      const ref = c.tensors.info('video.pass1.frame7.masks_bits');
-      const [, H, ] = ref.shape as [number, number, number];
-      const mask = unpackBits(c.tensors.getRaw('video.pass1.frame7.masks_bits') as Uint8Array, [ref.shape[0]!, H, 960]);
-      let inN = 0, inBR = 0, outN = 0, outBR = 0;
-      for (let i = 0; i < H * 960; i++) {
-        const br = px[i * 3 + 2]! - px[i * 3]!;
-        if (mask[i]) { inN++; inBR += br; } else { outN++; outBR += br; }
-      }
-      const inside = inBR / inN, outside = outBR / outN;
-      console.log(`object 1 on frame 7: ${inN} px (${((100 * inN) / (H * 960)).toFixed(1)}%), mean blue-red inside ${inside.toFixed(1)}, outside ${outside.toFixed(1)}`);
-      expect(inN).toBeGreaterThan(0.01 * H * 960);
-      expect(inside - outside).toBeGreaterThan(60);
-      expect(errors).toEqual([]);
-    } finally {
-      await page.close();
-    }
+  it('the same with a SAM 2.1 model (sam2_tiny: Hiera, FPN, high-resolution decoder)', async () => {
+    await demoRun('sam2_tiny');
   }, 600_000);
 });
 

@@ -1,5 +1,5 @@
 /**
- * efficienttam-webgpu: EfficientTAM (Efficient Track Anything) on WebGPU.
+ * efficienttam-webgpu: EfficientTAM (Efficient Track Anything) and SAM 2 / SAM 2.1 on WebGPU.
  *
  *   const ctx = await GpuContext.create();
  *   const weights = await loadWeights(urlOrFileOrPath, { onProgress });
@@ -14,12 +14,16 @@ export { Tensor, type DType } from './gpu/tensor.js';
 export { parseSafetensors, SafetensorsError, type SafetensorsFile } from './io/safetensors.js';
 export { WeightError } from './io/weights.js';
 export { loadWeights, type LoadWeightsOptions, type WeightsSource } from './weights/load.js';
-export { detectVariant, VariantError } from './weights/variant.js';
+export { detectVariant, VariantError, type DetectedVariant, type DetectOptions } from './weights/variant.js';
 export { manifest, buildManifest } from './weights/manifest.js';
 export { convertCheckpoint, convertFile, CheckpointError } from './convert/convert.js';
-export { preset, VARIANTS, type Variant, type EfficientTAMConfig } from './model/config.js';
-export { EfficientTAM, type LoadOptions } from './model/efficienttam.js';
+export {
+  preset, withImageSize, VARIANTS, SAM2_VARIANTS, ALL_VARIANTS, isSam2Variant,
+  type Variant, type EfficientTAMVariant, type Sam2Variant, type EfficientTAMConfig, type HieraConfig, type FpnNeckConfig,
+} from './model/config.js';
+export { EfficientTAM, type LoadOptions, type ImageFeatures } from './model/efficienttam.js';
 export { ImageEncoder, type ImageEncoderOutput } from './model/image_encoder.js';
+export type { HighResFeatures } from './model/mask_decoder.js';
 export { ImagePredictor, type PredictOptions, type PredictResult } from './model/image_predictor.js';
 export { preprocessImage, preprocessTexture, type PreprocessOptions } from './kernels/preprocess.js';
 export {

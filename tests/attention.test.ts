@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { attention, attentionPacked } from '../src/kernels/attention.js';
+import { attention, attentionPacked, attentionPackedKV } from '../src/kernels/attention.js';
 import { gpu, maxAbs, maxAbsDiff, randn } from './helpers.js';
 
 /**
@@ -186,5 +186,24 @@ describe('attention', { timeout: 600_000 }, () => {
     expect(() => attentionPacked(ctx, t(1, 5, 48), 3)).toThrow(/3\*H\*d/);
     expect(() => attentionPacked(ctx, t(5, 144), 3)).toThrow(/3\*H\*d/);
     expect(() => attentionPacked(ctx, t(1, 5, 144), 3, { config: { bq: 64, bk: 6 } })).toThrow(/multiple/);
+  });
+});
+
+describe('attentionPackedKV (Hiera Q-pooling: separate queries, k and v in place in a qkv)', () => {
+  for (const [b, nq, nk, heads, d, method] of [[6, 16, 64, 1, 16, 'composed'], [2, 9, 36, 2, 12, 'fused'], [3, 49, 196, 4, 8, 'composed']] as const) {
+    it(`B=${b} Nq=${nq} Nk=${nk} heads=${heads} d=${d} (${method})`, async () => {
+      const ctx = await gpu();
+      const c = heads * d;
+      const q = randn(b * nq * c, 31);
+      const qkv = randn(b * nk * 3 * c, 32);
+      const [, k, v] = unpackQkv(qkv, b, nk, c);
+      const o = attentionPackedKV(ctx, ctx.upload(q, [b, nq, c]), ctx.upload(qkv, [b, nk, 3 * c]), heads, { method });
+      expect(o.shape).toEqual([b, nq, c]);
+      expect(maxAbsDiff(await o.read(), attentionRef(q, k, v, b, nq, nk, heads, d, d))).toBeLessThan(2e-5);
+    });
+  }
+  it('rejects a qkv that does not go with q', async () => {
+    const ctx = await gpu();
+    expect(() => attentionPackedKV(ctx, ctx.empty([2, 4, 8]), ctx.empty([2, 16, 16]), 1)).toThrow(/does not go with q/);
   });
 });

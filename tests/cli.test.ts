@@ -39,8 +39,8 @@ async function cli(...argv: string[]): Promise<{ code: number; stdout: string; s
 }
 
 /** Mask k of a reference `masks_bits` [n, H, ceil(W/8)] (numpy packbits, first pixel in the high bit). */
-function refMask(name: string, k: number): Uint8Array {
-  const bits = ref.getRaw(name) as Uint8Array;
+function refMask(name: string, k: number, from: SafetensorsFile = ref): Uint8Array {
+  const bits = from.getRaw(name) as Uint8Array;
   const stride = Math.ceil(W / 8);
   const m = new Uint8Array(H * W);
   for (let y = 0; y < H; y++) {
@@ -198,13 +198,7 @@ describe('SAM 2 from the command line (the sam2_tiny golden: a small SAM 2.1)', 
   const SAM2 = resolve(ROOT, '../shared/golden/sam2_tiny');
   let ref2: SafetensorsFile;
   beforeAll(async () => { ref2 = await readSafetensorsFile(join(SAM2, 'tensors.safetensors')); });
-  const refMask2 = (name: string, k: number): Uint8Array => {
-    const bits = ref2.getRaw(name) as Uint8Array;
-    const stride = Math.ceil(W / 8);
-    const m = new Uint8Array(H * W);
-    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) m[y * W + x] = (bits[(k * H + y) * stride + (x >> 3)]! >> (7 - (x % 8))) & 1;
-    return m;
-  };
+  const refMask2 = (name: string, k: number): Uint8Array => refMask(name, k, ref2);
 
   it("segment: the golden 'point' prompt's three masks (high-resolution decoder, antialiased input as the SAM 2 golden)", async () => {
     const out = join(tmp, 'sam2-segment');

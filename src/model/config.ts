@@ -335,16 +335,20 @@ const SAM2_ATTN = 'sam2.modeling.sam.transformer.';
 /**
  * A SAM 2 / SAM 2.1 checkpoint's resolved config: the official YAML's `model` section with what
  * `build_sam2_video_predictor` adds (stability fallback, binarised clicked masks, fill_hole_area 8).
- * SAM 2.1 differs from SAM 2 only in the four object-pointer / no-object settings below.
+ * Besides the image encoder, the SAM 2 YAMLs differ from efficienttam_ti.yaml only in
+ * use_high_res_features_in_sam (and compile_image_encoder); SAM 2.1 also in the four
+ * object-pointer / no-object settings below. The memory modules are the same.
  */
 function sam2Preset(variant: Sam2Variant): EfficientTAMConfig {
   const v21 = variant.startsWith('sam2.1_');
   const size = variant.replace(/^sam2(\.1)?_hiera_/, '') as keyof typeof HIERA;
   const trunk = { _target_: 'sam2.modeling.backbones.hieradet.Hiera', ...HIERA[size] };
   const E = trunk.embed_dim;
-  const S = 1024, g = S / 16;
-  const rope = { _target_: SAM2_ATTN + 'RoPEAttention', rope_theta: 10000.0, feat_sizes: [g, g], embedding_dim: 256, num_heads: 1, downsample_rate: 1, dropout: 0.1 };
+  const base = preset('efficienttam_ti'); // 1024, the plain RoPE cross-attention
+  const layer = base.memory_attention.layer;
+  const sam2Attn = (a: AttentionConfig): AttentionConfig => ({ ...a, _target_: SAM2_ATTN + 'RoPEAttention' });
   return {
+    ...base,
     _target_: 'sam2.sam2_video_predictor.SAM2VideoPredictor',
     image_encoder: {
       scalp: 1,
@@ -355,51 +359,11 @@ function sam2Preset(variant: Sam2Variant): EfficientTAMConfig {
         d_model: 256, backbone_channel_list: [8 * E, 4 * E, 2 * E, E], fpn_top_down_levels: [2, 3], fpn_interp_model: 'nearest',
       },
     },
-    memory_attention: {
-      d_model: 256, pos_enc_at_input: true, num_layers: 4,
-      layer: {
-        activation: 'relu', dim_feedforward: 2048, dropout: 0.1, pos_enc_at_attn: false, d_model: 256,
-        pos_enc_at_cross_attn_keys: true, pos_enc_at_cross_attn_queries: false,
-        self_attention: rope,
-        cross_attention: { ...rope, rope_k_repeat: true, kv_in_dim: 64 },
-      },
-    },
-    memory_encoder: {
-      out_dim: 64,
-      position_encoding: { num_pos_feats: 64, normalize: true, scale: null, temperature: 10000 },
-      mask_downsampler: { kernel_size: 3, stride: 2, padding: 1 },
-      fuser: { layer: { dim: 256, kernel_size: 7, padding: 3, layer_scale_init_value: 1e-6, use_dwconv: true }, num_layers: 2 },
-    },
-    num_maskmem: 7,
-    image_size: S,
-    sigmoid_scale_for_mem_enc: 20.0,
-    sigmoid_bias_for_mem_enc: -10.0,
-    use_mask_input_as_output_without_sam: true,
-    directly_add_no_mem_embed: true,
-    ...(v21 ? { no_obj_embed_spatial: true } : {}),
+    memory_attention: { ...base.memory_attention, layer: { ...layer, self_attention: sam2Attn(layer.self_attention), cross_attention: sam2Attn(layer.cross_attention) } },
     use_high_res_features_in_sam: true,
-    multimask_output_in_sam: true,
-    iou_prediction_use_sigmoid: true,
-    use_obj_ptrs_in_encoder: true,
     add_tpos_enc_to_obj_ptrs: v21,
-    ...(v21 ? { proj_tpos_enc_in_obj_ptrs: true, use_signed_tpos_enc_to_obj_ptrs: true } : {}),
-    only_obj_ptrs_in_the_past_for_eval: true,
-    pred_obj_scores: true,
-    pred_obj_scores_mlp: true,
-    fixed_no_obj_ptr: true,
-    multimask_output_for_tracking: true,
-    use_multimask_token_for_obj_ptr: true,
-    multimask_min_pt_num: 0,
-    multimask_max_pt_num: 1,
-    use_mlp_for_obj_ptr_proj: true,
+    ...(v21 ? { no_obj_embed_spatial: true, proj_tpos_enc_in_obj_ptrs: true, use_signed_tpos_enc_to_obj_ptrs: true } : {}),
     compile_image_encoder: false,
-    sam_mask_decoder_extra_args: {
-      dynamic_multimask_via_stability: true,
-      dynamic_multimask_stability_delta: 0.05,
-      dynamic_multimask_stability_thresh: 0.98,
-    },
-    binarize_mask_from_pts_for_mem_enc: true,
-    fill_hole_area: 8,
   };
 }
 

@@ -107,7 +107,7 @@ class MultiScaleBlock {
   /** x [1, H, W, dim] -> [1, H', W', dimOut] (H' = H/2 when pooling, else H). */
   forward(x: Tensor): Tensor {
     const ctx = this.ctx;
-    const [B, H, W] = x.shape as [number, number, number, number];
+    const B = x.shape[0]!;
     const h = this.norm1.forward(x); // [B, H, W, dim]
 
     // the shortcut: x, or proj(norm1(x)) (pooled 2x2) when the width changes   [B, H', W', dimOut]

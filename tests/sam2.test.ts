@@ -15,7 +15,8 @@ import { stages } from '../src/golden/registry.js';
 import { caseModel, chwToHwc } from '../src/golden/stages.js';
 import { replayScript } from '../src/golden/stages_video.js';
 import { ImagePredictor } from '../src/model/image_predictor.js';
-import { gpu } from './helpers.js';
+import type { Hiera } from '../src/model/hieradet.js';
+import { gpu, maxAbsDiff } from './helpers.js';
 
 const DIR = resolve(__dirname, '../../shared/golden/sam2_tiny');
 
@@ -66,6 +67,31 @@ describe('golden sam2_tiny (SAM 2.1: Hiera, FPN, high-resolution decoder)', () =
     // object 1 is absent on its corrected frame 6 (SAM2.md), and its memory there has no_obj_embed_spatial
     expect(absent.sort()).toEqual(['video.pass2.frame6.obj1.object_score_logits', 'video.pass3.frame6.obj1.object_score_logits']);
   }, 600_000);
+
+  it('Hiera in groups of windows and tokens (what keeps 1024 inputs within a binding) gives the same stages', async () => {
+    const ctx = await gpu();
+    const c = await sam2Case();
+    const model = caseModel(ctx, c);
+    const S = model.imageSize;
+    const input = ctx.upload(chwToHwc(c.tensors.getF32('image.input'), 3, S, S), [1, S, S, 3]);
+    const hiera = model.imageEncoder.trunk as Hiera;
+    const run = async () => {
+      const stages = hiera.forward(input);
+      const out = await Promise.all(stages.map((t) => t.read()));
+      for (const t of stages) t.release();
+      return out;
+    };
+    const whole = await run();
+    const limit = hiera.limits.maxBindingBytes;
+    try {
+      hiera.limits.maxBindingBytes = 100_000; // stage 1: 16 windows of 8x8 in groups of 8 (4 in the pooling block), MLP rows in groups of 390
+      const grouped = await run();
+      grouped.forEach((g, i) => expect(maxAbsDiff(g, whole[i]!), `stage ${i}`).toBe(0));
+    } finally {
+      hiera.limits.maxBindingBytes = limit;
+      input.release();
+    }
+  });
 
   it('the image predictor picks the reference best mask; its high-resolution maps go with the embedding', async () => {
     const ctx = await gpu();

@@ -23,9 +23,15 @@
  *
  * Channels-last throughout, where the reference permutes to channels-first only for the pooling
  * and for its outputs; names follow the reference.
+ *
+ * Stage 1 is large (at 1024: 65,536 tokens; the qkv of the first pooling block alone is 151 MB,
+ * Hiera-L's MLP 151 MB): a buffer bound to a kernel may not exceed the device's
+ * maxStorageBufferBindingSize (128 MiB on lavapipe and SwiftShader). The windowed attention and the
+ * MLP are token-wise, so they run on groups of windows / rows small enough (`byRows`); everything
+ * else of a block is at most the width of its input.
  */
 import type { GpuContext } from '../gpu/context.js';
-import type { Tensor } from '../gpu/tensor.js';
+import { Tensor } from '../gpu/tensor.js';
 import type { WeightLoader } from '../io/weights.js';
 import { attentionPacked, attentionPackedKV } from '../kernels/attention.js';
 import { add } from '../kernels/elementwise.js';
@@ -37,6 +43,36 @@ import { Linear, MLP } from '../layers/linear.js';
 import { join } from '../layers/module.js';
 import { LayerNorm } from '../layers/norm.js';
 import { hieraSettings, type HieraConfig, type HieraSettings } from './config.js';
+
+/**
+ * fn on consecutive row groups of x [N, ...] (a row: a window, or a token), each group small
+ * enough that fn's widest buffer, `rowFloats` floats a row, fits the device's binding limit; the
+ * groups' results [n, ...] are concatenated in order into a new tensor of shape `outShape`. One
+ * group (no copy) when all of x fits.
+ */
+function byRows(ctx: GpuContext, maxBytes: number, x: Tensor, rowFloats: number, outShape: readonly number[], fn: (rows: Tensor) => Tensor): Tensor {
+  const N = x.shape[0]!;
+  const per = Math.max(1, Math.floor(maxBytes / (4 * rowFloats)));
+  if (per >= N) return withShape(fn(x), outShape);
+  const inRow = x.size / N;
+  const out = ctx.empty(outShape);
+  for (let r0 = 0; r0 < N; r0 += per) {
+    const n = Math.min(per, N - r0);
+    const rows = ctx.empty([n, ...x.shape.slice(1)]);
+    ctx.copy(x, rows, n * inRow * 4, r0 * inRow * 4, 0);
+    const y = fn(rows);
+    rows.release();
+    ctx.copy(y, out, y.byteLength, 0, r0 * (y.size / n) * 4);
+    y.release();
+  }
+  return out;
+}
+
+/** An owned tensor under another shape, taking over its buffer (`t` is not to be used afterwards). */
+function withShape(t: Tensor, shape: readonly number[]): Tensor {
+  if (t.size !== shape.reduce((a, b) => a * b, 1) || !t.owner) throw new Error(`withShape: [${t.shape}] -> [${shape}]`);
+  return new Tensor(t.ctx, t.buffer, shape, t.dtype);
+}
 
 /** hieradet.MultiScaleAttention: qkv (dim -> 3 dimOut), optional 2x2 max pool of the queries, attention, proj. */
 class MultiScaleAttention {
@@ -89,9 +125,11 @@ class MultiScaleBlock {
     readonly windowSize: number,
     /** Q-pooling (the first block of stages 2-4) */
     readonly pool: boolean,
+    /** shared with the trunk (see Hiera.limits) */
+    readonly limits: { maxBindingBytes: number },
   ) {}
 
-  static load(ctx: GpuContext, w: WeightLoader, name: string, b: HieraSettings['blocks'][number]): MultiScaleBlock {
+  static load(ctx: GpuContext, w: WeightLoader, name: string, b: HieraSettings['blocks'][number], limits: { maxBindingBytes: number }): MultiScaleBlock {
     const { dim, dimOut } = b;
     return new MultiScaleBlock(
       ctx, dim, dimOut,
@@ -100,7 +138,7 @@ class MultiScaleBlock {
       LayerNorm.load(ctx, w, join(name, 'norm2'), dimOut, 1e-6),
       MLP.load(ctx, w, join(name, 'mlp'), dimOut, Math.floor(dimOut * 4.0), dimOut, 2, 'gelu'),
       dim !== dimOut ? Linear.load(ctx, w, join(name, 'proj'), dim, dimOut) : null,
-      b.window, b.pool,
+      b.window, b.pool, limits,
     );
   }
 
@@ -124,12 +162,16 @@ class MultiScaleBlock {
     if (this.windowSize > 0) {
       const ws = this.windowSize;
       const windows = windowPartition(ctx, h, ws); // [B*nWin, ws*ws, dim], zero-padded to multiples of ws
-      const a = this.attn.attend(windows.reshape([windows.shape[0]!, ws, ws, this.dim])); // [B*nWin, wo*wo, dimOut]
+      // attention and proj, window by window (in groups whose qkv fits a binding)   [B*nWin, wo*wo, dimOut]
+      const nWin = windows.shape[0]!, wo = this.pool ? ws / 2 : ws;
+      const p = byRows(ctx, this.limits.maxBindingBytes, windows.reshape([nWin, ws, ws, this.dim]), ws * ws * 3 * this.dimOut, [nWin, wo * wo, this.dimOut], (w) => {
+        const a = this.attn.attend(w);
+        const o = this.attn.proj.forward(a);
+        a.release();
+        return o;
+      });
       windows.release();
-      const p = this.attn.proj.forward(a);
-      a.release();
       // pooled windows are ws/2 a side; unpartitioned onto the (pooled) map and cropped, + shortcut
-      const wo = this.pool ? ws / 2 : ws;
       y = windowUnpartition(ctx, p, wo, Ho, Wo, { residual: shortcut }); // [B, Ho, Wo, dimOut]
       p.release();
     } else {
@@ -141,9 +183,13 @@ class MultiScaleBlock {
     h.release();
     if (shortcut !== x) shortcut.release();
 
-    const n2 = this.norm2.forward(y);
-    const out = this.mlp.forward(n2, { residual: y }); // y + mlp(norm2(y))
-    n2.release();
+    // y + mlp(norm2(y)), token by token (in groups whose hidden layer fits a binding)
+    const out = byRows(ctx, this.limits.maxBindingBytes, y.reshape([B * Ho * Wo, this.dimOut]), 4 * this.dimOut, [B, Ho, Wo, this.dimOut], (rows) => {
+      const n2 = this.norm2.forward(rows);
+      const o = this.mlp.forward(n2, { residual: rows });
+      n2.release();
+      return o;
+    });
     (yOwner ?? y).release();
     return out;
   }
@@ -158,6 +204,11 @@ export class Hiera {
     /** pos_embed resized to S/4 plus the tiled pos_embed_window, [1, S/4, S/4, E] (computed once at load) */
     readonly posEmbed: Tensor,
     readonly blocks: MultiScaleBlock[],
+    /**
+     * The largest buffer the blocks let a kernel bind: the device's maxStorageBufferBindingSize
+     * (lower it to see the window and token groups at work on a small input).
+     */
+    readonly limits: { maxBindingBytes: number },
   ) {}
 
   static load(ctx: GpuContext, w: WeightLoader, name: string, t: HieraConfig, imageSize: number): Hiera {
@@ -165,8 +216,9 @@ export class Hiera {
     const E = s.embedDim;
     const patchEmbed = Conv2d.load(ctx, w, join(name, 'patch_embed.proj'), 3, E, 7, { stride: 4, padding: 3 });
     const posEmbed = Hiera.positionEmbedding(ctx, w, name, s, imageSize / 4);
-    const blocks = s.blocks.map((b, i) => MultiScaleBlock.load(ctx, w, join(name, 'blocks', i), b));
-    return new Hiera(ctx, s, patchEmbed, posEmbed, blocks);
+    const limits = { maxBindingBytes: ctx.device.limits.maxStorageBufferBindingSize };
+    const blocks = s.blocks.map((b, i) => MultiScaleBlock.load(ctx, w, join(name, 'blocks', i), b, limits));
+    return new Hiera(ctx, s, patchEmbed, posEmbed, blocks, limits);
   }
 
   /**

@@ -1,22 +1,29 @@
+/// <reference types="@webgpu/types" preserve="true" />
 /**
  * efficienttam-webgpu: EfficientTAM (Efficient Track Anything) and SAM 2 / SAM 2.1 on WebGPU.
  *
  *   const ctx = await GpuContext.create();
  *   const weights = await loadWeights(urlOrFileOrPath, { onProgress });
- *   const model = EfficientTAM.load(ctx, weights, detectVariant(weights).config);
+ *   const model = await EfficientTAM.create(ctx, weights, detectVariant(weights).config);
  *   const predictor = new ImagePredictor(model);
- *   predictor.setImage({ data, width, height, channels: 4 });
+ *   predictor.setImage({ data, width, height, channels: 4 });   // or await decodeImageFile(path) in Node
  *   const { masks, ious } = await predictor.predict({ points: [[x, y]], labels: [1] });
  */
-export { GpuContext, DeviceLostError, type GpuStats } from './gpu/context.js';
+export { GpuContext, DeviceLostError, GpuError, type GpuErrorKind, type GpuStats } from './gpu/context.js';
+export { ImageSizeError, MAX_IMAGE_PIXELS, checkImageSize, type ImageSizeLimits } from './io/image_size.js';
+export { PromptError } from './model/prompts.js';
 export { requestDevice, getGPU, WebGPUUnavailableError, type DeviceOptions } from './gpu/device.js';
 export { Tensor, type DType } from './gpu/tensor.js';
 export { parseSafetensors, SafetensorsError, type SafetensorsFile } from './io/safetensors.js';
-export { WeightError } from './io/weights.js';
-export { loadWeights, type LoadWeightsOptions, type WeightsSource } from './weights/load.js';
+export { WeightError, WeightValueError } from './io/weights.js';
+export { decodeImageFile, type DecodedImage, type DecodeOptions } from './io/image.js';
+export { MissingPackageError } from './io/packages.js';
+export { loadWeights, DEFAULT_MAX_WEIGHTS_BYTES, type LoadWeightsOptions, type WeightsSource } from './weights/load.js';
 export { detectVariant, VariantError, type DetectedVariant, type DetectOptions } from './weights/variant.js';
 export { manifest, buildManifest } from './weights/manifest.js';
-export { convertCheckpoint, convertFile, CheckpointError } from './convert/convert.js';
+export { convertCheckpoint, convertCheckpointAsync, convertFile, CheckpointError } from './convert/convert.js';
+export { PickleError } from './convert/pickle.js';
+export { ZipError } from './convert/zip.js';
 export {
   preset, withImageSize, VARIANTS, SAM2_VARIANTS, ALL_VARIANTS, isSam2Variant,
   type Variant, type EfficientTAMVariant, type Sam2Variant, type EfficientTAMConfig, type HieraConfig, type FpnNeckConfig,
@@ -24,7 +31,7 @@ export {
 export { EfficientTAM, type LoadOptions, type ImageFeatures } from './model/efficienttam.js';
 export { ImageEncoder, type ImageEncoderOutput } from './model/image_encoder.js';
 export type { HighResFeatures } from './model/mask_decoder.js';
-export { ImagePredictor, type PredictOptions, type PredictResult } from './model/image_predictor.js';
+export { ImagePredictor, type ImagePredictorOptions, type PredictOptions, type PredictResult } from './model/image_predictor.js';
 export { preprocessImage, preprocessTexture, type PreprocessOptions } from './kernels/preprocess.js';
 export {
   VideoPredictor, FrameMasks, preprocessVideoFrame, type VideoPredictorOptions, type FrameSource, type FrameInput,

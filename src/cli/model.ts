@@ -19,6 +19,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { GpuContext } from '../gpu/context.js';
 import { EfficientTAM } from '../model/efficienttam.js';
+import { WeightValueError } from '../io/weights.js';
 import { ALL_VARIANTS, isVariant, type EfficientTAMConfig, type Variant } from '../model/config.js';
 import type { SafetensorsFile } from '../io/safetensors.js';
 import { detectVariant, officialVariantOf } from '../weights/variant.js';
@@ -86,13 +87,24 @@ async function readConfig(path: string): Promise<unknown> {
 
 /** Reads the weights (with a progress bar for big files) and picks the config. */
 export async function chooseModel(a: ModelArgs): Promise<ModelChoice> {
-  const path = await weightsPath(a.weights, a.command);
+  checkModelArgs(a);
+  const { path, weights } = await readWeights(a);
+  return { path, weights, ...(await pickConfig(weights, path, a)) };
+}
+
+function checkModelArgs(a: ModelArgs): void {
   if (a.variant !== undefined && !isVariant(a.variant)) {
     throw usageError(a.command, `--variant ${a.variant} is not one of ${ALL_VARIANTS.join(', ')}`);
   }
   if (a.imageSize !== undefined && !(a.imageSize > 0 && a.imageSize % 32 === 0)) {
     throw usageError(a.command, `--image-size is 1024 or 512 for EfficientTAM, a multiple of 32 for SAM 2 (default 1024), not ${a.imageSize}`);
   }
+}
+
+/** Reads `--weights` (a .safetensors or a .pt converted on the fly), with a progress bar for big files. */
+export async function readWeights(a: ModelArgs): Promise<{ path: string; weights: SafetensorsFile }> {
+  checkModelArgs(a);
+  const path = await weightsPath(a.weights, a.command);
   const size = (await stat(path)).size;
   const bar = new Progress('weights', Math.ceil(size / 2 ** 20), { enabled: !a.quiet && size > 64 * 2 ** 20, unit: 'MiB', rate: false });
   let weights: SafetensorsFile;
@@ -103,7 +115,11 @@ export async function chooseModel(a: ModelArgs): Promise<ModelChoice> {
       '(expected a .safetensors file, e.g. from `etam convert`, or an official EfficientTAM / SAM 2 / SAM 2.1 .pt checkpoint)');
   }
   bar.finish();
+  return { path, weights };
+}
 
+/** The config for weights read from `path`: --config, a config.json beside them, or the official variant they are. */
+export async function pickConfig(weights: SafetensorsFile, path: string, a: ModelArgs): Promise<Omit<ModelChoice, 'path' | 'weights'>> {
   const notes: string[] = [];
   let config: EfficientTAMConfig;
   let configFrom: string;
@@ -113,7 +129,7 @@ export async function chooseModel(a: ModelArgs): Promise<ModelChoice> {
     const file = a.config ?? beside;
     const c = await readConfig(file);
     if (!looksLikeModelConfig(c)) {
-      if (a.config !== undefined) throw new CliError(`${file} is not an EfficientTAM model config (no image_encoder / image_size / memory_attention)`);
+      if (a.config !== undefined) throw new CliError(`${file} is not a model config (no image_encoder / image_size / memory_attention)`);
     } else {
       config = c as EfficientTAMConfig;
       configFrom = `config ${file}`;
@@ -122,7 +138,7 @@ export async function chooseModel(a: ModelArgs): Promise<ModelChoice> {
       } catch {
         variant = undefined;
       }
-      return { path, weights, config, configFrom, variant, notes };
+      return { config, configFrom, variant, notes };
     }
   }
   try {
@@ -132,9 +148,10 @@ export async function chooseModel(a: ModelArgs): Promise<ModelChoice> {
     configFrom = a.variant ? `--variant ${d.variant}` : `variant ${d.variant} (recognised from the weights; input size from ${d.imageSizeFrom})`;
     for (const n of d.notes) notes.push(n.replace(/pass imageSize: 512/, 'pass --image-size 512').replace(/pass crossAttention .*$/, 'pass --variant efficienttam_*_1 / _2 for those'));
   } catch (e) {
-    throw new CliError(`${(e as Error).message}`);
+    throw new CliError(`${(e as Error).message}\n(a model that is not an official variant needs its config: --config FILE, ` +
+      'or a config.json beside the weights, as in ../shared/golden/tiny)');
   }
-  return { path, weights, config, configFrom, variant, notes };
+  return { config, configFrom, variant, notes };
 }
 
 /** Parameter count and dtypes of a weights file. */
@@ -170,9 +187,10 @@ export async function buildModel(choice: ModelChoice): Promise<{ ctx: GpuContext
     throw new CliError(`no WebGPU device: ${(e as Error).message}`);
   }
   try {
-    return { ctx, model: EfficientTAM.load(ctx, choice.weights, choice.config) };
+    return { ctx, model: await EfficientTAM.create(ctx, choice.weights, choice.config) };
   } catch (e) {
     ctx.destroy();
+    if (e instanceof WeightValueError) throw new CliError(`the weights ${choice.path} are damaged: ${e.message}`);
     throw new CliError(`the weights ${choice.path} do not fit the model (${choice.configFrom}):\n${(e as Error).message}`);
   }
 }

@@ -389,22 +389,33 @@ export function validateConfig(cfg: unknown): EfficientTAMConfig {
   };
   need(c && typeof c === 'object', 'not an object');
   need(c.image_encoder?.trunk && c.image_encoder?.neck, 'image_encoder.trunk and image_encoder.neck are required');
-  need(typeof c.image_size === 'number' && c.image_size > 0, 'image_size must be a positive number');
   const t = c.image_encoder.trunk;
   if (isHiera(t)) {
     validateHiera(c, t, need);
-    return c;
+  } else {
+    for (const k of ['patch_size', 'embed_dim', 'depth', 'num_heads', 'mlp_ratio', 'window_size'] as const) {
+      need(typeof t[k] === 'number' && t[k] > 0, `image_encoder.trunk.${k} must be a positive number`);
+    }
+    need(t.embed_dim % t.num_heads === 0, 'image_encoder.trunk.embed_dim must be divisible by num_heads');
+    need(!t.use_rel_pos, 'relative position embeddings (use_rel_pos) are not used by EfficientTAM and not supported');
+    for (const k of ['patch_size', 'embed_dim', 'depth', 'num_heads', 'window_size'] as const) {
+      need(Number.isInteger(t[k]), `image_encoder.trunk.${k} must be an integer`);
+    }
+    need(Number.isInteger(c.image_size) && c.image_size > 0 && c.image_size % t.patch_size === 0,
+      'image_size must be a positive integer multiple of the patch size');
+    const n = c.image_encoder.neck;
+    need(n.backbone_channel_list?.length === 1 && n.backbone_channel_list[0] === t.embed_dim,
+      'image_encoder.neck.backbone_channel_list must be [trunk.embed_dim] (a plain ViT has one output)');
+    need(!c.use_high_res_features_in_sam, 'use_high_res_features_in_sam needs the multi-level (Hiera + FPN) image encoder of SAM 2');
   }
-  for (const k of ['patch_size', 'embed_dim', 'depth', 'num_heads', 'mlp_ratio', 'window_size'] as const) {
-    need(typeof t[k] === 'number' && t[k] > 0, `image_encoder.trunk.${k} must be a positive number`);
+  // sizes that kernels are generated from: whole numbers, checked before any WGSL is made
+  const whole = (v: unknown) => Number.isInteger(v) && (v as number) > 0;
+  need(whole(c.image_encoder.neck.d_model), 'image_encoder.neck.d_model must be a positive integer');
+  if (c.memory_attention !== undefined) {
+    need(whole(c.memory_attention.d_model) && whole(c.memory_attention.num_layers), 'memory_attention.d_model and num_layers must be positive integers');
   }
-  need(t.embed_dim % t.num_heads === 0, 'image_encoder.trunk.embed_dim must be divisible by num_heads');
-  need(!t.use_rel_pos, 'relative position embeddings (use_rel_pos) are not used by EfficientTAM and not supported');
-  need(c.image_size % t.patch_size === 0, 'image_size must be a multiple of the patch size');
-  const n = c.image_encoder.neck;
-  need(n.backbone_channel_list?.length === 1 && n.backbone_channel_list[0] === t.embed_dim,
-    'image_encoder.neck.backbone_channel_list must be [trunk.embed_dim] (a plain ViT has one output)');
-  need(!c.use_high_res_features_in_sam, 'use_high_res_features_in_sam needs the multi-level (Hiera + FPN) image encoder of SAM 2');
+  if (c.memory_encoder !== undefined) need(whole(c.memory_encoder.out_dim), 'memory_encoder.out_dim must be a positive integer');
+  if (c.num_maskmem !== undefined) need(whole(c.num_maskmem), 'num_maskmem must be a positive integer');
   return c;
 }
 
@@ -413,6 +424,8 @@ function validateHiera(c: EfficientTAMConfig, t: HieraConfig, need: (cond: unkno
   for (const k of ['embed_dim', 'num_heads'] as const) {
     need(Number.isInteger(t[k]) && t[k] > 0, `image_encoder.trunk.${k} must be a positive integer`);
   }
+  need(Number.isInteger(c.image_size) && c.image_size > 0 && c.image_size % 32 === 0,
+    `image_size ${c.image_size} must be a positive integer multiple of 32 (Hiera pools three times after a stride-4 patch embedding)`);
   const h = hieraSettings(t);
   need(h.stages.length === 4 && h.stages.every((n) => Number.isInteger(n) && n > 0), 'image_encoder.trunk.stages must be 4 positive block counts');
   need(h.windowSpec.length === h.stages.length, 'image_encoder.trunk.window_spec needs one window size per stage');
@@ -424,7 +437,6 @@ function validateHiera(c: EfficientTAMConfig, t: HieraConfig, need: (cond: unkno
     need(!b.pool || b.window % 2 === 0, `Hiera: a pooling block's window (${b.window}) must be even`);
   }
   const S = c.image_size;
-  need(S % 32 === 0, `image_size ${S} must be a multiple of 32 (Hiera pools three times after a stride-4 patch embedding)`);
   need((S / 4) % h.windowSpec[0]! === 0, `image_size / 4 (${S / 4}) must be a multiple of the first window size ${h.windowSpec[0]} (the window position embedding is tiled)`);
   const n = c.image_encoder.neck as FpnNeckConfig;
   const rev = [...h.stageDims].reverse();

@@ -11,7 +11,7 @@
  *
  * The image predictor (image_predictor.ts) decodes vision features + no_mem_embed directly.
  */
-import type { GpuContext } from '../gpu/context.js';
+import type { Allocations, GpuContext } from '../gpu/context.js';
 import type { SafetensorsFile } from '../io/safetensors.js';
 import { WeightLoader, type WeightLoaderOptions } from '../io/weights.js';
 import { featureSize, validateConfig, type EfficientTAMConfig } from './config.js';
@@ -65,7 +65,13 @@ export class EfficientTAM {
     readonly memoryAttention: MemoryAttention,
     /** tracking-only parameters: maskmem_tpos_enc, no_mem_pos_enc, no_obj_ptr, obj_ptr_proj, ... (tracker.ts) */
     readonly tracking: TrackingParts,
+    /** the loader that uploaded the weights (it holds their value check until `checkWeights`) */
+    private readonly loader: WeightLoader,
+    /** every buffer the load kept (weights, tables made from them), for `release` */
+    private readonly allocations: Allocations,
   ) {}
+
+  private valuesChecked: Promise<void> | null = null;
 
   /** Input side length S of the image encoder (1024, or 512 for the `_512x512` variants). */
   get imageSize(): number {
@@ -91,8 +97,27 @@ export class EfficientTAM {
   }
 
   /**
-   * Builds the model on the GPU from a weights file: every weight is checked by name and shape
-   * and uploaded once; all problems are reported in one WeightError.
+   * Builds the model on the GPU from a weights file, checking every weight's values: `load`, then
+   * `checkWeights` (one readback for all the weights). Rejects with a WeightError (names,
+   * shapes, dtypes) or a WeightValueError (NaN or infinities, naming the first tensor holding
+   * them); either way nothing it uploaded stays on the GPU.
+   */
+  static async create(ctx: GpuContext, weights: SafetensorsFile, config: unknown, opts: LoadOptions = {}): Promise<EfficientTAM> {
+    const model = EfficientTAM.load(ctx, weights, config, opts);
+    try {
+      await model.checkWeights();
+    } catch (e) {
+      model.release();
+      throw e;
+    }
+    return model;
+  }
+
+  /**
+   * Builds the model on the GPU from a weights file: every weight is checked by name, shape and
+   * dtype and uploaded once; all problems are reported in one WeightError, after which nothing
+   * it uploaded stays on the GPU. The weights' values are checked on the GPU as they are
+   * uploaded; `await model.checkWeights()` for the result (`create` does both).
    */
   static load(ctx: GpuContext, weights: SafetensorsFile, config: unknown, opts: LoadOptions = {}): EfficientTAM {
     const cfg = validateConfig(config);
@@ -100,6 +125,20 @@ export class EfficientTAM {
     // (names the official variant the file is when it is another one).
     if (opts.checkManifest ?? true) checkWeightsForConfig(weights, cfg);
     const w = new WeightLoader(weights, ctx, { allowUnused: opts.allowUnused ?? NOT_YET_BUILT });
+    const allocations = ctx.beginAllocations();
+    try {
+      const model = EfficientTAM.build(ctx, w, cfg, allocations);
+      ctx.endAllocations(allocations);
+      return model;
+    } catch (e) {
+      // a failed load leaves nothing on the GPU: what it uploaded or made is given back
+      w.discardChecks();
+      ctx.freeAllocations(allocations);
+      throw e;
+    }
+  }
+
+  private static build(ctx: GpuContext, w: WeightLoader, cfg: EfficientTAMConfig, allocations: Allocations): EfficientTAM {
     const imageEncoder = ImageEncoder.load(ctx, w, cfg);
     const C = cfg.image_encoder.neck.d_model; // hidden_dim
     const g = featureSize(cfg); // the stride-16 features (the ViT's patches; Hiera's third stage)
@@ -110,6 +149,24 @@ export class EfficientTAM {
     const memoryAttention = MemoryAttention.load(ctx, w, 'memory_attention', cfg.memory_attention);
     const tracking = TrackingParts.load(ctx, w, cfg);
     w.finish();
-    return new EfficientTAM(ctx, cfg, imageEncoder, promptEncoder, maskDecoder, noMemEmbed, memoryEncoder, memoryAttention, tracking);
+    return new EfficientTAM(ctx, cfg, imageEncoder, promptEncoder, maskDecoder, noMemEmbed, memoryEncoder, memoryAttention, tracking, w, allocations);
+  }
+
+  /**
+   * Resolves once the weights' values are known to be finite; rejects with a WeightValueError
+   * naming the tensors that hold NaN or infinities. Reads the flags the load set on the GPU
+   * (one readback, the first time; later calls give the same answer).
+   */
+  checkWeights(): Promise<void> {
+    return (this.valuesChecked ??= this.loader.checkValues());
+  }
+
+  /**
+   * Frees the GPU memory the model's load kept (its weights and the tables made from them); the
+   * model cannot be used afterwards. Predictors made from it must be done with it first.
+   */
+  release(): void {
+    this.loader.discardChecks();
+    this.ctx.freeAllocations(this.allocations);
   }
 }

@@ -1,6 +1,6 @@
 /**
- * The per-frame tracking step of EfficientTAM (efficient_track_anything/modeling/efficienttam_base.py)
- * and the memory bank it reads, all on the GPU:
+ * The per-frame tracking step of EfficientTAM and SAM 2 (efficienttam_base.py, sam2_base.py: the
+ * same code but for SAM 2's high-resolution maps) and the memory bank it reads, all on the GPU:
  *
  *   vision features [1, g, g, C] of frame t
  *     -> _prepare_memory_conditioned_features:
@@ -11,7 +11,10 @@
  *              maskmem_pos_enc + maskmem_tpos_enc[num_maskmem - t_pos - 1]
  *            object pointers [k * C/memDim, memDim]: the conditioning frames' (past only) and
  *              up to max_obj_ptrs - 1 earlier non-conditioning frames', each split in C/memDim tokens
- *     -> _forward_sam_heads: prompt encoder + mask decoder, the best of the multimask outputs by
+ *              (SAM 2.1: with a sine encoding of distance / (min(frames, max_obj_ptrs) - 1),
+ *              projected by obj_ptr_tpos_proj)
+ *     -> _forward_sam_heads: prompt encoder + mask decoder (SAM 2: with the frame's own
+ *          high-resolution maps, not memory-conditioned), the best of the multimask outputs by
  *          predicted IoU, masks of an absent object (object score <= 0) -> NO_OBJ_SCORE,
  *          obj_ptr = obj_ptr_proj(token) (no_obj_ptr when absent)
  *     -> _encode_new_memory: low-res logits upsampled to S x S, binarized (clicked frames) or

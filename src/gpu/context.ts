@@ -1,6 +1,8 @@
 import { requestDevice, type DeviceOptions } from './device.js';
 import { Tensor, bytesPerElement, numel, type DType } from './tensor.js';
 import { f16ToF32Array } from './half.js';
+import { adapterIdentity, type AdapterIdentity } from './adapter.js';
+import { KernelChoices } from './kernel_choices.js';
 
 /** Thrown for any use of a context whose device has been lost; the message gives Dawn's reason. */
 export class DeviceLostError extends Error {
@@ -26,6 +28,8 @@ function GPUBufferUsageFlags(): number {
   return STORAGE | COPY_SRC | COPY_DST;
 }
 const MAP_READ = 0x0001;
+/** What `pipeline` returns while tracing: never dispatched (`run` records nothing then). */
+const TRACED_PIPELINE = Object.freeze({ label: 'traced' }) as unknown as GPUComputePipeline;
 const COPY_DST = 0x0008;
 
 /** One compute dispatch: a kernel's pipeline, its storage buffers in binding order, the grid. */
@@ -50,6 +54,10 @@ export class GpuContext {
   };
   readonly hasF16: boolean;
   readonly hasSubgroups: boolean;
+  /** The adapter behind the device (what kernel choices are keyed by). */
+  readonly adapter: AdapterIdentity;
+  /** Which candidate kernel serves each tuned operation, and f16 settings (see kernel_choices.ts). */
+  readonly kernels = new KernelChoices();
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly pool = new Map<number, GPUBuffer[]>();
   private readonly uniforms = new Map<string, GPUBuffer>();
@@ -63,6 +71,7 @@ export class GpuContext {
   constructor(readonly device: GPUDevice) {
     this.hasF16 = device.features.has('shader-f16');
     this.hasSubgroups = device.features.has('subgroups');
+    this.adapter = adapterIdentity(device);
     device.lost.then((info) => {
       this.lostReason = `${info.reason}: ${info.message}`;
     });
@@ -95,6 +104,11 @@ export class GpuContext {
   pipeline(label: string, wgsl: string): GPUComputePipeline {
     let p = this.pipelines.get(wgsl);
     if (!p) {
+      if (this.traced) {
+        // tracing: note what would be compiled, compile nothing
+        if (!this.traced.has(wgsl)) this.traced.set(wgsl, label);
+        return TRACED_PIPELINE;
+      }
       this.check();
       const module = this.device.createShaderModule({ label, code: wgsl });
       p = this.device.createComputePipeline({ label, layout: 'auto', compute: { module, entryPoint: 'main' } });
@@ -102,6 +116,60 @@ export class GpuContext {
       this.stats.pipelinesCompiled++;
     }
     return p;
+  }
+
+  /** Whether this WGSL's pipeline is compiled (by `pipeline` or `compile`). */
+  hasPipeline(wgsl: string): boolean {
+    return this.pipelines.has(wgsl);
+  }
+
+  /**
+   * Compiles pipelines with createComputePipelineAsync, all at once, so that the `pipeline` calls
+   * of later dispatches find them ready: in a page, compiling at load this way does not block the
+   * main thread, and the first frame compiles nothing. Already compiled ones are skipped.
+   * `onProgress(done, total)` after each.
+   */
+  async compile(list: readonly { label: string; wgsl: string }[], onProgress?: (done: number, total: number) => void): Promise<void> {
+    this.check();
+    const todo = list.filter((x, i) => !this.pipelines.has(x.wgsl) && list.findIndex((y) => y.wgsl === x.wgsl) === i);
+    let done = 0;
+    await Promise.all(todo.map(async ({ label, wgsl }) => {
+      const module = this.device.createShaderModule({ label, code: wgsl });
+      const p = await this.device.createComputePipelineAsync({ label, layout: 'auto', compute: { module, entryPoint: 'main' } });
+      if (!this.pipelines.has(wgsl)) {
+        this.pipelines.set(wgsl, p);
+        this.stats.pipelinesCompiled++;
+      }
+      onProgress?.(++done, todo.length);
+    }));
+    this.check();
+  }
+
+  /** While tracing: WGSL -> label of every pipeline asked for; null otherwise. */
+  private traced: Map<string, string> | null = null;
+
+  /**
+   * Runs `fn` as a dry run: kernels choose their candidates (the kernel table's recorder sees every
+   * tuned call) and generate their WGSL, but nothing is compiled, recorded or submitted. Returns
+   * the pipelines `fn` would have compiled (those not compiled yet), for `compile`. Buffers are
+   * taken from the pool as usual; `fn` must not read anything back.
+   */
+  trace(fn: () => void): { label: string; wgsl: string }[] {
+    this.check();
+    this.flush();
+    if (this.traced) throw new Error('GpuContext.trace: already tracing');
+    const traced = new Map<string, string>();
+    this.traced = traced;
+    try {
+      fn();
+    } finally {
+      this.traced = null;
+    }
+    return [...traced].map(([wgsl, label]) => ({ label, wgsl }));
+  }
+
+  get isTracing(): boolean {
+    return this.traced !== null;
   }
 
   // ---------------------------------------------------------------- buffers and tensors
@@ -200,6 +268,7 @@ export class GpuContext {
   /** Records one dispatch into the open command encoder (nothing runs until `flush`). */
   run(d: Dispatch): void {
     this.check();
+    if (this.traced) return;
     const bindGroup = this.bindGroup(d.pipeline, d.bindings);
     if (!this.encoder) this.encoder = this.device.createCommandEncoder();
     if (!this.pass) this.pass = this.beginPass(this.encoder);
@@ -245,6 +314,7 @@ export class GpuContext {
   /** Records a buffer-to-buffer copy. */
   copy(src: Tensor | GPUBuffer, dst: Tensor | GPUBuffer, bytes: number, srcOffset = 0, dstOffset = 0): void {
     this.check();
+    if (this.traced) return;
     if (!this.encoder) this.encoder = this.device.createCommandEncoder();
     if (this.pass) { this.pass.end(); this.pass = null; }
     const s = src instanceof Tensor ? src.buffer : src;
@@ -363,6 +433,7 @@ export class GpuContext {
   /** Reads a tensor back to the CPU as f32. This is the only GPU->CPU path of the library. */
   async read(t: Tensor): Promise<Float32Array> {
     this.check();
+    if (this.traced) throw new Error('GpuContext.read: nothing can be read back while tracing (a dry run)');
     const bytes = Math.ceil(t.byteLength / 4) * 4;
     const staging = this.device.createBuffer({ size: bytes, usage: MAP_READ | COPY_DST });
     this.copy(t, staging, bytes);

@@ -65,6 +65,8 @@ export async function requestDevice(opts: DeviceOptions = {}): Promise<GPUDevice
   const requiredFeatures: GPUFeatureName[] = [];
   if ((opts.f16 ?? true) && adapter.features.has('shader-f16')) requiredFeatures.push('shader-f16');
   if (adapter.features.has('timestamp-query')) requiredFeatures.push('timestamp-query'); // for GpuContext profiles
+  // subgroup reductions in the softmax and layer-norm candidates (kernels/softmax.ts, layernorm.ts)
+  if (adapter.features.has('subgroups' as GPUFeatureName)) requiredFeatures.push('subgroups' as GPUFeatureName);
   const l = adapter.limits;
   const device = await adapter.requestDevice({
     requiredFeatures,

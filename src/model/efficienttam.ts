@@ -22,6 +22,8 @@ import { MemoryAttention } from './memory_attention.js';
 import { MemoryEncoder } from './memory_encoder.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { TrackingParts } from './tracker.js';
+import { modelWorkload } from './workload.js';
+import { prepareKernels, type KernelOptions, type PrepareReport } from '../tune/prepare.js';
 
 export interface LoadOptions {
   /**
@@ -55,6 +57,26 @@ export class EfficientTAM {
     /** tracking-only parameters: maskmem_tpos_enc, no_mem_pos_enc, no_obj_ptr, obj_ptr_proj, ... (tracker.ts) */
     readonly tracking: TrackingParts,
   ) {}
+
+  /** How `create` / `prepare` chose and compiled the kernels (null until then). */
+  kernelReport: PrepareReport | null = null;
+
+  /**
+   * Loads the model (as `load`) and gets its context ready to run it fast: the kernel table for
+   * this adapter (stored, tuned now, given, or the defaults: `tuning`) and the model's pipelines
+   * compiled ahead, asynchronously (see tune/prepare.ts). `kernelReport` says what was done.
+   */
+  static async create(ctx: GpuContext, weights: SafetensorsFile, config: unknown, opts: LoadOptions & KernelOptions = {}): Promise<EfficientTAM> {
+    const m = EfficientTAM.load(ctx, weights, config, opts);
+    await m.prepare(opts);
+    return m;
+  }
+
+  /** Chooses (or tunes) and compiles this model's kernels on its context; see `create`. */
+  async prepare(opts: KernelOptions = {}): Promise<PrepareReport> {
+    this.kernelReport = await prepareKernels(this.ctx, () => modelWorkload(this), opts);
+    return this.kernelReport;
+  }
 
   /** Input side length S of the image encoder (1024, or 512 for the `_512x512` variants). */
   get imageSize(): number {

@@ -75,7 +75,7 @@ describe.each(MATMUL.candidates)('matmul candidate %s', (kernel) => {
     expect(maxAbsDiff(out, r)).toBeLessThan(tol(K, maxAbs(r)));
 
     const a = randn(2 * M * K, 11), b = randn(2 * K * N, 12);
-    const half = await matmul(ctx, ctx.upload(a, [2, M, K]), ctx.upload(b, [2, K, N]), { halfInputs: true, kernel }).read();
+    const half = await matmul(ctx, ctx.upload(a, [2, M, K]), ctx.upload(b, [2, K, N]), { halfA: true, halfB: true, kernel }).read();
     const rh = ref(round16(a), round16(b), 2, M, K, N, false, true);
     expect(maxAbsDiff(half, rh)).toBeLessThan(tol(K, maxAbs(rh)));
     // and the rounding happened: the f32 result differs by more than the f32 tolerance

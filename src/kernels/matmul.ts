@@ -499,8 +499,9 @@ export interface MatmulOptions {
   tile?: MatmulTile;
   /** run this candidate of the matmul family (tests, benchmarks); default: the context's choice */
   kernel?: string;
-  /** round both operands to f16 as they are read, products summed in f32 (attention at precision 'f16') */
-  halfInputs?: boolean;
+  /** round a (halfA) / b (halfB) to f16 as they are read, products summed in f32 (attention at precision 'f16') */
+  halfA?: boolean;
+  halfB?: boolean;
 }
 
 /**
@@ -526,14 +527,13 @@ export function matmul(ctx: GpuContext, a: Tensor, b: Tensor, opts: MatmulOption
   checkOut('matmul', opts.out, outShape);
   if (a.dtype !== 'f32') throw new Error('matmul: a must be f32');
   checkWeightDtype('matmul', ctx, b);
-  if (opts.halfInputs && !ctx.hasF16) throw new Error("matmul: halfInputs needs a device with the 'shader-f16' feature");
+  if ((opts.halfA || opts.halfB) && !ctx.hasF16) throw new Error("matmul: halfA / halfB need a device with the 'shader-f16' feature");
   const out = opts.out ?? ctx.empty(outShape);
   if (M === 0 || N === 0 || batchA === 0) return out;
-  const half = opts.halfInputs ?? false;
   run(ctx, {
     batch: batchA, M, N, K, transB, bStride: b.shape.length === 3 ? K * N : 0, alpha: opts.alpha ?? 1,
     bias: false, activation: 'none', residual: false, tile: opts.tile ?? DEFAULT_TILE, bF16: b.dtype === 'f16',
-    aHalf: half, bHalf: half,
+    aHalf: opts.halfA ?? false, bHalf: opts.halfB ?? false,
   }, opts.kernel, opts.tile, a, b, undefined, undefined, out);
   return out;
 }

@@ -22,6 +22,12 @@ export class KernelChoices {
   f16: F16Settings = { matmul: false, attention: false };
   /** called with each tuned operation's call while set (the tuner's shape trace) */
   recorder: ((op: string, call: unknown) => void) | null = null;
+  /**
+   * Which defaults the families use where the table has no entry: those of the adapter's kind
+   * ('auto'), or those of a GPU / a software adapter whatever the adapter is (tests and
+   * benchmarks run the GPU-shaped defaults on lavapipe this way).
+   */
+  defaults: 'auto' | 'gpu' | 'software' = 'auto';
 
   private static key(op: string, cls: string): string {
     return `${op}\u0000${cls}`;

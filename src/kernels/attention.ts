@@ -2,7 +2,7 @@ import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { attentionComposed, composedFits, type ComposedParams, type LogitBias } from './attention_composed.js';
 import { attentionFlashTile, flashTileConfig } from './attention_flash.js';
-import { bucket4, choose, randomValues, type KernelFamily } from './choice.js';
+import { bucket4, choose, randomValues, softwareDefaults, type KernelFamily } from './choice.js';
 import { ROUND16_WGSL } from './matmul.js';
 import { f32lit, grid1d } from './util.js';
 
@@ -282,7 +282,7 @@ export const ATTENTION: KernelFamily<AttentionCall> = {
   classOf: (c) => `d${c.d}${c.dv !== c.d ? ` dv${c.dv}` : ''}${c.half ? ' h' : ''} q${bucket4(c.nq)} k${bucket4(c.nk)} bh${bucket4(c.batch * c.heads)}`,
   // lavapipe: composed while the scores fit (several times faster there), else the fused kernel
   fallback: (ctx, c) => {
-    if (ctx.adapter.software) return composedFits(ctx, c.nq, c.nk) ? 'composed' : 'flash-row';
+    if (softwareDefaults(ctx)) return composedFits(ctx, c.nq, c.nk) ? 'composed' : 'flash-row';
     return flashTileConfig(ctx, paramsOf(c), c.half) ? 'flash-tile' : 'flash-row';
   },
   flops: (c) => 2 * c.batch * c.heads * c.nq * c.nk * (c.d + c.dv),

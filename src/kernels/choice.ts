@@ -59,6 +59,12 @@ export function choose<C>(ctx: GpuContext, family: KernelFamily<C>, call: C, for
   return family.fallback(ctx, call);
 }
 
+/** Whether the families' defaults are those of a software adapter (ctx.kernels.defaults, else the adapter's kind). */
+export function softwareDefaults(ctx: GpuContext): boolean {
+  const d = ctx.kernels.defaults;
+  return d === 'auto' ? !!ctx.adapter.software : d === 'software';
+}
+
 /** Size bucket for shape classes: the power of 4 at or below n (1, 4, 16, 64, 256, 1024, ...). */
 export function bucket4(n: number): number {
   let b = 1;

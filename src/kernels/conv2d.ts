@@ -1,7 +1,7 @@
 import type { GpuContext } from '../gpu/context.js';
 import { f32ToF16Array } from '../gpu/half.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { bucket4, choose, randomValues, type KernelFamily } from './choice.js';
+import { bucket4, choose, randomValues, softwareDefaults, type KernelFamily } from './choice.js';
 import { GEMM_TILE_NAMES, GEMM_TILES, gemmTiledWGSL, tileInvocations, tileWorkgroupBytes, type GemmTileName } from './gemm_tiled.js';
 import { grid1d, memoWGSL } from './util.js';
 import { checkWeightDtype, defaultGemmTile, ROUND16_WGSL } from './matmul.js';
@@ -241,7 +241,7 @@ export const CONV2D: KernelFamily<Conv2dCall> = {
     return `${c.kh}x${c.kw}${c.pad > 0 ? ' padded' : ''}${c.wF16 || c.xHalf ? ' h' : ''} m${bucket4(c.B * g.Ho * g.Wo)} n${bucket4(c.Cout)} k${bucket4(c.Cin * c.kh * c.kw)}`;
   },
   fallback: (ctx, c) => {
-    if (ctx.adapter.software) return 'direct';
+    if (softwareDefaults(ctx)) return 'direct';
     const g = geomOf(c);
     const t = defaultGemmTile(c.B * g.Ho * g.Wo, c.Cout, 1);
     return convTileFits(ctx, t, c) ? t : 'direct';

@@ -1,6 +1,6 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { bucket4, choose, randomValues, type KernelFamily } from './choice.js';
+import { bucket4, choose, randomValues, softwareDefaults, type KernelFamily } from './choice.js';
 import { reduceArgs, reduceEnable, reduceParams, reduceWGSL, type Reduction } from './reduce.js';
 import { assertShape, f32lit, grid1d, memoWGSL } from './util.js';
 
@@ -114,7 +114,7 @@ export const LAYERNORM: KernelFamily<LayerNormCall> = {
   candidates: ['row', 'workgroup', 'subgroup'],
   eligible: (ctx) => (ctx.hasSubgroups ? ['row', 'workgroup', 'subgroup'] : ['row', 'workgroup']),
   classOf: (c) => `c${bucket4(c.c)} rows${bucket4(c.rows)}`,
-  fallback: (ctx, c) => (ctx.adapter.software || c.c < 32 ? 'row' : ctx.hasSubgroups ? 'subgroup' : 'workgroup'),
+  fallback: (ctx, c) => (softwareDefaults(ctx) || c.c < 32 ? 'row' : ctx.hasSubgroups ? 'subgroup' : 'workgroup'),
   flops: (c) => 8 * c.rows * c.c,
   instance: (ctx, c) => {
     const x = ctx.upload(randomValues(c.rows * c.c, 1, 3), [c.rows, c.c]);

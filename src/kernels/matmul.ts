@@ -1,7 +1,7 @@
 import type { GpuContext } from '../gpu/context.js';
 import { f32ToF16Array } from '../gpu/half.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { bucket4, choose, randomValues, type KernelFamily } from './choice.js';
+import { bucket4, choose, randomValues, softwareDefaults, type KernelFamily } from './choice.js';
 import {
   GEMM_TILE_NAMES, GEMM_TILES, gemmTiledWGSL, load4WGSL, tileCount, tileInvocations, tileWorkgroupBytes, type GemmTileName,
 } from './gemm_tiled.js';
@@ -387,7 +387,7 @@ export const MATMUL: KernelFamily<MatmulCall> = {
   // B's layout and the f16 inputs change the kernel; sizes in powers of 4
   classOf: (c) => `${c.transB ? 'nt' : 'nn'}${c.aHalf || c.bHalf || c.bF16 ? '.h' : ''} b${bucket4(c.batch)} m${bucket4(c.M)} n${bucket4(c.N)} k${bucket4(c.K)}`,
   fallback: (ctx, c) => {
-    if (ctx.adapter.software) return 'direct';
+    if (softwareDefaults(ctx)) return 'direct';
     const t = defaultGemmTile(c.M, c.N, c.batch);
     return tileFits(ctx, t, c) ? t : 'direct';
   },

@@ -1,6 +1,6 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { bucket4, choose, randomValues, type KernelFamily } from './choice.js';
+import { bucket4, choose, randomValues, softwareDefaults, type KernelFamily } from './choice.js';
 import { reduceArgs, reduceEnable, reduceParams, reduceWGSL, type Reduction } from './reduce.js';
 import { grid1d, memoWGSL } from './util.js';
 
@@ -123,7 +123,7 @@ export const SOFTMAX: KernelFamily<SoftmaxCall> = {
   eligible: (ctx) => (ctx.hasSubgroups ? ['row', 'workgroup', 'subgroup'] : ['row', 'workgroup']),
   classOf: (c) => `n${bucket4(c.n)} rows${bucket4(c.rows)}`,
   // GPU: short rows (a handful of keys) one per invocation, longer ones a workgroup each
-  fallback: (ctx, c) => (ctx.adapter.software || c.n < 64 ? 'row' : ctx.hasSubgroups ? 'subgroup' : 'workgroup'),
+  fallback: (ctx, c) => (softwareDefaults(ctx) || c.n < 64 ? 'row' : ctx.hasSubgroups ? 'subgroup' : 'workgroup'),
   flops: (c) => 5 * c.rows * c.n,
   instance: (ctx, c) => {
     const x = ctx.upload(randomValues(c.rows * c.n, 1, 4), [c.rows, c.n]);

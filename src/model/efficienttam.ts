@@ -23,6 +23,7 @@ import { MemoryEncoder } from './memory_encoder.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { TrackingParts } from './tracker.js';
 import { modelWorkload } from './workload.js';
+import { f16Settings, f16Weights, type F16Policy, type Precision } from './precision.js';
 import { prepareKernels, type KernelOptions, type PrepareReport } from '../tune/prepare.js';
 
 export interface LoadOptions {
@@ -36,6 +37,14 @@ export interface LoadOptions {
    * anything (default true): a file of another variant fails at once with a message naming it.
    */
   checkManifest?: boolean;
+  /**
+   * 'f32' (default) or 'f16': half-precision inputs (weights and activations) into the matmuls,
+   * convolutions and attention, with f32 sums, norms and softmaxes (see precision.ts). Needs a
+   * device with shader-f16. The context's kernels follow the last model loaded on it.
+   */
+  precision?: Precision;
+  /** which parts stay f32 under precision 'f16' (default: precision.ts's) */
+  f16Policy?: F16Policy;
 }
 
 /** Parts of the official state dict that this version does not build yet. */
@@ -92,7 +101,16 @@ export class EfficientTAM {
     // Before anything is uploaded: every tensor of the config's model present, with its shape
     // (names the official variant the file is when it is another one).
     if (opts.checkManifest ?? true) checkWeightsForConfig(weights, cfg);
-    const w = new WeightLoader(weights, ctx, { allowUnused: opts.allowUnused ?? NOT_YET_BUILT });
+    const precision = opts.precision ?? 'f32';
+    if (precision !== 'f32' && precision !== 'f16') throw new Error(`EfficientTAM.load: precision is 'f32' or 'f16', not '${String(precision)}'`);
+    if (precision === 'f16' && !ctx.hasF16) {
+      throw new Error("EfficientTAM.load: precision 'f16' needs a device with the 'shader-f16' feature, and this one has none (use 'f32')");
+    }
+    const w = new WeightLoader(weights, ctx, {
+      allowUnused: opts.allowUnused ?? NOT_YET_BUILT,
+      f16: precision === 'f16' ? f16Weights(opts.f16Policy) : undefined,
+    });
+    ctx.kernels.f16 = f16Settings(precision, opts.f16Policy);
     const imageEncoder = ImageEncoder.load(ctx, w, cfg);
     const C = cfg.image_encoder.neck.d_model; // hidden_dim
     const g = cfg.image_size / cfg.image_encoder.trunk.patch_size; // backbone stride 16

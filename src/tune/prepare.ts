@@ -3,8 +3,9 @@
  * defaults), the f16 settings, and the model's pipelines compiled ahead, asynchronously.
  *
  *   tuning 'auto' (default): the table stored for this adapter and library version if there is
- *     one (nothing is timed), else the candidates are timed on the model's calls (tuner.ts)
- *     and the table is stored for the next load;
+ *     one and it covers the model's shape classes (nothing is timed); else the candidates are
+ *     timed on the model's calls of the classes it lacks (tuner.ts), and the table, merged with
+ *     the stored one, is stored for the next load;
  *   tuning 'off': each family's defaults (the lavapipe-shaped kernels on software adapters,
  *     GPU-shaped ones elsewhere);
  *   tuning = a table (a page can ship one, see exportTable): used when it was made for this
@@ -19,7 +20,11 @@ import { adapterName } from '../gpu/adapter.js';
 import type { GpuContext } from '../gpu/context.js';
 import { applyTable, contextKey, tableMismatch, type TuningTable } from './table.js';
 import { defaultStore, type TableStore } from './store.js';
+import { FAMILIES } from './families.js';
 import { tune, type RecordedCall, type TuneProgress } from './tuner.js';
+
+/** The shape class of a recorded call ('' for an unknown operation). */
+const classOf = (c: RecordedCall): string => FAMILIES.find((f) => f.op === c.op)?.classOf(c.call as never) ?? '';
 
 export type Tuning = 'auto' | 'off' | TuningTable;
 
@@ -95,20 +100,27 @@ export async function prepareKernels(ctx: GpuContext, workload: () => void, opts
     }
   } else {
     const key = contextKey(ctx);
-    const stored = opts.force || !store ? null : await store.load(key);
-    if (stored && !tableMismatch(ctx, stored)) {
+    const found = opts.force || !store ? null : await store.load(key);
+    const stored = found && !tableMismatch(ctx, found) ? found : null;
+    ctx.kernels.clear('defaults');
+    const calls = recordCalls(ctx, workload);
+    // the stored table may have been made for another model: time only the classes it lacks
+    const known = new Set(stored?.entries.map((e) => `${e.op}\u0000${e.class}`));
+    const missing = calls.filter((c) => !known.has(`${c.op}\u0000${classOf(c)}`));
+    if (stored && missing.length === 0) {
       applyTable(ctx, stored, 'stored table');
       Object.assign(report, { source: 'stored table', table: stored });
     } else {
-      ctx.kernels.clear('defaults');
-      const calls = recordCalls(ctx, workload);
       const name = adapterName(ctx.adapter);
-      const table = await tune(ctx, calls, {
+      const fresh = await tune(ctx, missing, {
         budgetMs: opts.budgetMs,
         onProgress: (p) => opts.onProgress?.({ stage: 'tune', tune: p, adapter: name, software: !!ctx.adapter.software }),
       });
+      const table: TuningTable = stored
+        ? { ...fresh, entries: [...stored.entries, ...fresh.entries], complete: stored.complete && fresh.complete }
+        : fresh;
       applyTable(ctx, table, 'tuned');
-      Object.assign(report, { source: 'tuned', table, timed: table.entries.filter((e) => Object.keys(e.ms).length > 0).length });
+      Object.assign(report, { source: 'tuned', table, timed: fresh.entries.filter((e) => Object.keys(e.ms).length > 0).length });
       if (store) {
         try {
           await store.save(table);

@@ -95,6 +95,69 @@ export function classesOf(calls: readonly RecordedCall[], families: readonly Ker
   return [...byKey.values()].sort((a, b) => b.flops - a.flops);
 }
 
+export interface TimingOptions {
+  /** timed batches per candidate (default 5) */
+  rounds?: number;
+  /** performance.now() past which no new candidate or round starts (the first candidate is always timed) */
+  deadline?: number;
+  /** a candidate timed in every round even when it is far behind (the default) */
+  keep?: string;
+  /** ms of calls per timed batch (default 2): the wait for the GPU is spread over the batch */
+  batchMs?: number;
+  onCompiled?: () => void;
+}
+
+/**
+ * Median ms per call of each candidate on `call` (inputs from the family's `instance`): compiled
+ * ahead (createComputePipelineAsync, in parallel), one untimed call each (first-use costs; on
+ * lavapipe the compile itself happens there), then interleaved rounds of timed batches. A
+ * candidate 2x slower than the best after its first batch is not timed further (on a software
+ * adapter a GPU-shaped kernel can be 10x slower, and its rounds would spend the budget).
+ * `cut`: the deadline stopped it before every candidate was timed.
+ */
+export async function timeCandidates<C>(ctx: GpuContext, family: KernelFamily<C>, call: C, cands: readonly string[],
+  o: TimingOptions = {}): Promise<{ ms: Record<string, number>; cut: boolean }> {
+  const rounds = o.rounds ?? 5, deadline = o.deadline ?? Infinity, batchMs = o.batchMs ?? 2;
+  const inst = family.instance(ctx, call);
+  const ms: Record<string, number> = {};
+  let cut = false;
+  try {
+    await ctx.compile(ctx.trace(() => { for (const c of cands) inst.run(c); }));
+    o.onCompiled?.();
+    const inner: Record<string, number> = {};
+    const times: Record<string, number[]> = {};
+    const timed: string[] = [];
+    for (const c of cands) {
+      if (performance.now() >= deadline && timed.length > 0) { cut = true; break; }
+      await ctx.sync();
+      let s = performance.now();
+      inst.run(c);
+      await ctx.sync();
+      const one = performance.now() - s;
+      inner[c] = Math.max(1, Math.min(50, Math.floor(batchMs / Math.max(one, 1e-3))));
+      s = performance.now();
+      for (let i = 0; i < inner[c]!; i++) inst.run(c);
+      await ctx.sync();
+      times[c] = [(performance.now() - s) / inner[c]!];
+      timed.push(c);
+    }
+    const best0 = Math.min(...timed.map((c) => times[c]![0]!));
+    const contenders = timed.filter((c) => times[c]![0]! <= 2 * best0 || c === o.keep);
+    for (let r = 1; r < rounds && performance.now() < deadline; r++) {
+      for (const c of contenders) {
+        const s = performance.now();
+        for (let i = 0; i < inner[c]!; i++) inst.run(c);
+        await ctx.sync();
+        times[c]!.push((performance.now() - s) / inner[c]!);
+      }
+    }
+    for (const c of timed) ms[c] = median(times[c]!);
+  } finally {
+    inst.release();
+  }
+  return { ms, cut };
+}
+
 /** Times the candidates of every class of `calls` on this context; returns the table (not applied). */
 export async function tune(ctx: GpuContext, calls: readonly RecordedCall[], opts: TuneOptions = {}): Promise<TuningTable> {
   const budgetMs = opts.budgetMs ?? defaultBudgetMs(ctx);
@@ -119,47 +182,12 @@ export async function tune(ctx: GpuContext, calls: readonly RecordedCall[], opts
     }
     // the default first, so that it is timed whatever the budget leaves
     const cands = [fallback, ...w.family.eligible(ctx, w.call).filter((c) => c !== fallback)];
-    const inst = w.family.instance(ctx, w.call);
-    const ms: Record<string, number> = {};
-    try {
-      progress(w, 'compile');
-      await ctx.compile(ctx.trace(() => { for (const c of cands) inst.run(c); }));
-      progress(w, 'time');
-      // one untimed call each (first-use costs), and how many calls make a batch of ~2 ms
-      const inner: Record<string, number> = {};
-      const times: Record<string, number[]> = {};
-      const timed: string[] = [];
-      for (const c of cands) {
-        if (elapsed() >= budgetMs && timed.length > 0) { complete = false; break; }
-        await ctx.sync();
-        let s = performance.now();
-        inst.run(c);
-        await ctx.sync();
-        const one = performance.now() - s;
-        inner[c] = Math.max(1, Math.min(50, Math.floor(2 / Math.max(one, 1e-3))));
-        times[c] = [];
-        timed.push(c);
-        s = performance.now();
-        for (let i = 0; i < inner[c]!; i++) inst.run(c);
-        await ctx.sync();
-        times[c]!.push((performance.now() - s) / inner[c]!);
-      }
-      // a candidate 2x slower than the best after its first batch is not timed further (on a
-      // software adapter a GPU-shaped kernel can be 10x slower: its rounds would spend the budget)
-      const best0 = Math.min(...timed.map((c) => times[c]![0]!));
-      const contenders = timed.filter((c) => times[c]![0]! <= 2 * best0 || c === fallback);
-      for (let r = 1; r < rounds && elapsed() < budgetMs; r++) {
-        for (const c of contenders) {
-          const s = performance.now();
-          for (let i = 0; i < inner[c]!; i++) inst.run(c);
-          await ctx.sync();
-          times[c]!.push((performance.now() - s) / inner[c]!);
-        }
-      }
-      for (const c of timed) ms[c] = median(times[c]!);
-    } finally {
-      inst.release();
-    }
+    progress(w, 'compile');
+    const r = await timeCandidates(ctx, w.family, w.call, cands, {
+      rounds, deadline: t0 + budgetMs, keep: fallback, onCompiled: () => progress(w, 'time'),
+    });
+    if (r.cut) complete = false;
+    const ms = r.ms;
     let best = fallback;
     for (const [c, t] of Object.entries(ms)) if (t < (ms[best] ?? Infinity)) best = c;
     const keep = best !== fallback && ms[fallback] !== undefined && ms[best]! > MARGIN * ms[fallback]!;

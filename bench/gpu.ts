@@ -23,7 +23,8 @@
  * Options (each also an environment variable): --variants a,b (BENCH_VARIANTS, default
  * efficienttam_ti_512x512), --frames N (BENCH_FRAMES, 10), --warmup N (BENCH_WARMUP, 2),
  * --encoder-reps N (BENCH_ENCODER_REPS, 10), --matmul-reps N (BENCH_MATMUL_REPS, 7),
- * --objects 1,2 (BENCH_OBJECTS), --skip kernels,encoder,baseline,f16,video (BENCH_SKIP; 'matmul'
+ * --objects 1,2 (BENCH_OBJECTS), --matmul-sizes MxKxN,... (BENCH_MATMUL_SIZES), --attention-sizes
+ * BxNqxNkxHxD,... (BENCH_ATTENTION_SIZES), --skip kernels,encoder,baseline,f16,video (BENCH_SKIP; 'matmul'
  * and 'attention' skip parts of (a)), --budget-s S (BENCH_BUDGET_S, 240: no new variant or video
  * run past it), --tuning auto|off (BENCH_TUNING, auto), --tune-budget-s S (BENCH_TUNE_BUDGET_S,
  * the library's default), --seed N, --std X, --json PATH, --md PATH (default $OUT/gpu_bench.{json,md}
@@ -76,6 +77,8 @@ const S = {
   budgetS: num('budget-s', 'BENCH_BUDGET_S', 240),
   tuning: opt('tuning', 'BENCH_TUNING', 'auto'),
   tuneBudgetS: num('tune-budget-s', 'BENCH_TUNE_BUDGET_S', 0),
+  matmulSizes: opt('matmul-sizes', 'BENCH_MATMUL_SIZES', ''),
+  attentionSizes: opt('attention-sizes', 'BENCH_ATTENTION_SIZES', ''),
   seed: num('seed', 'BENCH_SEED', 1234),
   std: num('std', 'BENCH_STD', 0.02),
   json: opt('json', 'BENCH_JSON', OUT ? `${OUT}/gpu_bench.json` : ''),
@@ -188,6 +191,16 @@ const ATTENTIONS: { case: string; b: number; nq: number; nk: number; heads: numb
   { case: 'ti ViT global, 1024px', b: 1, nq: 4096, nk: 4096, heads: 3, d: 64 },
 ];
 
+/** --matmul-sizes MxKxN,... and --attention-sizes BxNqxNkxHxD,... replace the defaults. */
+function sizes<T>(spec: string, n: number, def: T[], make: (v: number[]) => T): T[] {
+  if (!spec) return def;
+  return list(spec).map((s) => {
+    const v = s.split('x').map(Number);
+    if (v.length !== n || !v.every((x) => Number.isInteger(x) && x > 0)) throw new Error(`bad size '${s}'`);
+    return make(v);
+  });
+}
+
 interface KernelRow { op: string; what: string; shape: string; weights?: string; candidate: string; ms: number; gflops: number; fastest: boolean; default: boolean }
 
 async function benchKernels(ctx: GpuContext, result: Record<string, unknown>): Promise<void> {
@@ -196,7 +209,7 @@ async function benchKernels(ctx: GpuContext, result: Record<string, unknown>): P
   const attention: Record<string, unknown>[] = [];
   result.kernels = rows;
   if (!skip('matmul')) {
-    for (const [M, K, N, what] of LINEARS) {
+    for (const [M, K, N, what] of sizes(S.matmulSizes, 3, LINEARS, (v) => [v[0]!, v[1]!, v[2]!, 'custom'] as [number, number, number, string])) {
       for (const weights of ctx.hasF16 ? ['f32', 'f16'] : ['f32']) {
         const call: MatmulCall = { batch: 1, M, N, K, transB: true, bBatched: false, bF16: weights === 'f16', aHalf: false, bHalf: false, bias: false, activation: 'none', residual: false };
         const cands = MATMUL.eligible(ctx, call), dflt = MATMUL.fallback(ctx, call);
@@ -211,7 +224,7 @@ async function benchKernels(ctx: GpuContext, result: Record<string, unknown>): P
     }
   }
   if (!skip('attention')) {
-    for (const a of ATTENTIONS) {
+    for (const a of sizes(S.attentionSizes, 5, ATTENTIONS, (v) => ({ case: 'custom', b: v[0]!, nq: v[1]!, nk: v[2]!, heads: v[3]!, d: v[4]! }))) {
       const call: AttentionCall = { batch: a.b, heads: a.heads, nq: a.nq, nk: a.nk, d: a.d, dv: a.d, packed: false, bias: false, half: false };
       const cands = ATTENTION.eligible(ctx, call), dflt = ATTENTION.fallback(ctx, call);
       const { ms } = await timeCandidates(ctx, ATTENTION, call, cands, { rounds: S.matmulReps, batchMs: 25, keep: dflt });

@@ -3,7 +3,8 @@
  *
  *   const ctx = await GpuContext.create();
  *   const weights = await loadWeights(urlOrFileOrPath, { onProgress });
- *   const model = EfficientTAM.load(ctx, weights, detectVariant(weights).config);
+ *   // kernels tuned for this GPU (stored, or timed within seconds), pipelines compiled ahead
+ *   const model = await EfficientTAM.create(ctx, weights, detectVariant(weights).config);
  *   const predictor = new ImagePredictor(model);
  *   predictor.setImage({ data, width, height, channels: 4 });
  *   const { masks, ious } = await predictor.predict({ points: [[x, y]], labels: [1] });
@@ -19,6 +20,12 @@ export { manifest, buildManifest } from './weights/manifest.js';
 export { convertCheckpoint, convertFile, CheckpointError } from './convert/convert.js';
 export { preset, VARIANTS, type Variant, type EfficientTAMConfig } from './model/config.js';
 export { EfficientTAM, type LoadOptions } from './model/efficienttam.js';
+export { type Precision, type F16Policy, F16_KEEP_F32 } from './model/precision.js';
+export { type KernelOptions, type PrepareReport, type PrepareProgress, type Tuning } from './tune/prepare.js';
+export { exportTable, importTable, type TuningTable, type TableEntry } from './tune/table.js';
+export { FileTableStore, IndexedDbTableStore, MemoryTableStore, type TableStore } from './tune/store.js';
+export { formatTable as formatKernelTable } from './tune/tuner.js';
+export { adapterName, type AdapterIdentity } from './gpu/adapter.js';
 export { ImageEncoder, type ImageEncoderOutput } from './model/image_encoder.js';
 export { ImagePredictor, type PredictOptions, type PredictResult } from './model/image_predictor.js';
 export { preprocessImage, preprocessTexture, type PreprocessOptions } from './kernels/preprocess.js';

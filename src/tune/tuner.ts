@@ -8,8 +8,8 @@
  *     -> per class: compile every eligible candidate (in parallel, createComputePipelineAsync),
  *        then time them in interleaved rounds (each timing a batch of calls between two waits
  *        for the GPU, long enough that the wait does not dominate), median per candidate
- *     -> the fastest; the family's default is kept unless another is 3% faster or more (timings
- *        on a busy machine jitter by a few percent: a table should not flip on noise)
+ *     -> the fastest; the family's default is kept unless another is 3% faster or more, as a median
+ *        of 3 batches or more (timings on a busy machine jitter: a table should not flip on noise)
  *
  * The budget bounds the whole run, compiles included: a few seconds on a GPU (pipelines compile in
  * milliseconds there, kernels run in microseconds). On a software adapter (lavapipe, SwiftShader)
@@ -66,6 +66,8 @@ const median = (xs: readonly number[]): number => {
 
 /** A candidate is taken over the default only when this much faster (timing noise). */
 const MARGIN = 0.97;
+/** ... and only when timed in this many batches (one batch on a busy machine can be anything). */
+const MIN_BATCHES = 3;
 
 interface ClassWork {
   family: KernelFamily<unknown>;
@@ -116,10 +118,11 @@ export interface TimingOptions {
  * `cut`: the deadline stopped it before every candidate was timed.
  */
 export async function timeCandidates<C>(ctx: GpuContext, family: KernelFamily<C>, call: C, cands: readonly string[],
-  o: TimingOptions = {}): Promise<{ ms: Record<string, number>; cut: boolean }> {
+  o: TimingOptions = {}): Promise<{ ms: Record<string, number>; batches: Record<string, number>; cut: boolean }> {
   const rounds = o.rounds ?? 5, deadline = o.deadline ?? Infinity, batchMs = o.batchMs ?? 2;
   const inst = family.instance(ctx, call);
   const ms: Record<string, number> = {};
+  const batches: Record<string, number> = {};
   let cut = false;
   try {
     await ctx.compile(ctx.trace(() => { for (const c of cands) inst.run(c); }));
@@ -151,11 +154,11 @@ export async function timeCandidates<C>(ctx: GpuContext, family: KernelFamily<C>
         times[c]!.push((performance.now() - s) / inner[c]!);
       }
     }
-    for (const c of timed) ms[c] = median(times[c]!);
+    for (const c of timed) { ms[c] = median(times[c]!); batches[c] = times[c]!.length; }
   } finally {
     inst.release();
   }
-  return { ms, cut };
+  return { ms, batches, cut };
 }
 
 /** Times the candidates of every class of `calls` on this context; returns the table (not applied). */
@@ -188,13 +191,18 @@ export async function tune(ctx: GpuContext, calls: readonly RecordedCall[], opts
     });
     if (r.cut) complete = false;
     const ms = r.ms;
+    // only a candidate timed in MIN_BATCHES batches (a median, not one sample) may replace the default
+    const enough = (c: string): boolean => (r.batches[c] ?? 0) >= Math.min(MIN_BATCHES, rounds);
     let best = fallback;
-    for (const [c, t] of Object.entries(ms)) if (t < (ms[best] ?? Infinity)) best = c;
+    for (const [c, t] of Object.entries(ms)) if (enough(c) && t < (ms[best] ?? Infinity)) best = c;
     const keep = best !== fallback && ms[fallback] !== undefined && ms[best]! > MARGIN * ms[fallback]!;
     const chosen = keep ? fallback : best;
+    const few = Object.keys(ms).some((c) => c !== fallback && !enough(c) && ms[c]! < ms[fallback]!);
     const e: TableEntry = {
       ...base, ms, chosen,
-      why: chosen !== fallback ? 'fastest' : best === fallback ? 'fastest (the default)' : 'default: within 3% of the fastest',
+      why: chosen !== fallback ? 'fastest'
+        : best !== fallback ? 'default: within 3% of the fastest'
+          : few ? `default: the faster ones timed in fewer than ${MIN_BATCHES} batches (budget)` : 'fastest (the default)',
     };
     entries.push(e);
     progress(w, 'chosen', e);

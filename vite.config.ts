@@ -38,7 +38,8 @@ export default defineConfig({
     outDir: 'dist',
     emptyOutDir: false, // the .d.ts files from tsc live there too
     target: 'es2022',
-    sourcemap: true,
+    // unminified, so readable as it is; a map would point at src/, which the package does not ship
+    sourcemap: false,
     minify: false,
     lib: { entry: 'src/index.ts', formats: ['es'], fileName: 'index' },
     rollupOptions: {

@@ -14,10 +14,21 @@
  * image each time it is ready for one.
  *
  * Drawing stays on the GPU: the canvas has a 'webgpu' context on the model's device, the frame is
- * copied into a texture (copyExternalImageToTexture from an ImageBitmap) and FrameMasks.draw blends
- * the masks over it from the low-res logits; no mask is read back. The FrameMasks of recent frames
- * are kept (on the GPU) for redisplay with the slider. Prompts are drawn on a 2D canvas on top.
- * State for tests: <body data-model="ready" data-source="ready" data-tracked="N" data-busy="0|1">.
+ * copied into a texture (copyExternalImageToTexture from an ImageBitmap, or its pixels uploaded
+ * when that copy is refused) and FrameMasks.draw blends the masks over it from the low-res
+ * logits; no mask is read back. Where a WebGPU canvas does not work (Chromium headless with its
+ * default flags: the first getCurrentTexture() takes the GPU process down, and every device with
+ * it), a probe at start-up on a throwaway device notices, and the page draws on a 2D canvas
+ * instead: the frame with drawImage, the masks drawn by FrameMasks.draw into a texture that is
+ * read back (one readback per frame shown, in that mode only). The FrameMasks of recent frames
+ * are kept (on the GPU) for redisplay with the slider. Prompts are drawn on a 2D canvas on top,
+ * in their object's colour.
+ *
+ * A lost GPU device is shown as lost (banner, model status); "Recover" makes a new device, reloads
+ * the weights (the same file or URL) and puts the objects' prompts back, without a page reload.
+ * State for tests: <body data-gpu="ready|lost|recovering" data-display="webgpu|2d"
+ * data-model="ready|lost|..." data-source="ready" data-tracked="N" data-busy="0|1">;
+ * window.etamDemo.loseDevice() destroys the device (to test the recovery).
  */
 import {
   detectVariant, EfficientTAM, GpuContext, loadWeights, MAX_DRAW_COLORS, validateConfig, VideoPredictor, videoFrames, WebGPUUnavailableError,
@@ -39,6 +50,10 @@ const ALPHA = 0.55;
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 const banner = $<HTMLDivElement>('banner');
+const bannerText = $<HTMLSpanElement>('bannerText');
+const recoverBtn = $<HTMLButtonElement>('recover');
+const trackProgress = $<HTMLProgressElement>('trackProgress');
+const timingSummary = $<HTMLSpanElement>('timingSummary');
 const modelStatus = $<HTMLSpanElement>('modelStatus');
 const progress = $<HTMLProgressElement>('progress');
 const sourceStatus = $<HTMLSpanElement>('sourceStatus');
@@ -57,9 +72,15 @@ const view = marks.getContext('2d')!;
 
 const state = (k: string, v: string | number) => { document.body.dataset[k] = String(v); };
 
-function showBanner(msg: string): void {
-  banner.textContent = msg;
+function showBanner(msg: string, recover = false): void {
+  bannerText.textContent = msg;
+  recoverBtn.hidden = !recover;
   banner.classList.add('show');
+}
+
+function hideBanner(): void {
+  banner.classList.remove('show');
+  recoverBtn.hidden = true;
 }
 
 function setStatus(el: HTMLElement, msg: string, kind: 'ok' | 'error' | '' = ''): void {
@@ -246,7 +267,8 @@ function newObject(): ObjectUI {
 }
 
 function clearMasks(): void {
-  for (const fm of masksByFrame.values()) fm.release();
+  // masks of a lost device are simply dropped
+  if (ctx && !ctx.isLost) for (const fm of masksByFrame.values()) fm.release();
   masksByFrame.clear();
 }
 
@@ -280,7 +302,7 @@ async function* asPixels(frames: AsyncIterable<VideoFrame>, taken: Map<number, F
 
 /** A new predictor when both a model and frames are there. */
 function rebuildPredictor(): void {
-  predictor?.dispose();
+  if (ctx && !ctx.isLost) predictor?.dispose();
   predictor = null;
   objects = [];
   current = null;
@@ -307,13 +329,57 @@ function rebuildPredictor(): void {
 
 // ------------------------------------------------------------------------------------- drawing
 
+/** How frames and masks reach the screen: a WebGPU canvas, or a 2D canvas where WebGPU canvases fail. */
+let display: 'webgpu' | '2d' = 'webgpu';
 /** The canvas's WebGPU context, configured on the predictor's device (GpuContext.device) once there is one. */
 let gpuCanvas: GPUCanvasContext | null = null;
+/** The canvas's 2D context (display '2d'). */
+let view2d: CanvasRenderingContext2D | null = null;
 /** The frame being shown, as a texture the masks are drawn over (recreated when the size changes). */
 let frameTex: GPUTexture | null = null;
+/** display '2d': the masks drawn into this texture, then read back */
+let maskTex: GPUTexture | null = null;
+/** copyExternalImageToTexture refused once: upload the frames' pixels instead */
+let uploadPixels = false;
+
+/**
+ * Whether a WebGPU canvas works here, tried on a throwaway device and a hidden canvas: in Chromium
+ * headless with its default flags, the first getCurrentTexture() takes the GPU process down, which
+ * loses every device (the page makes its own afterwards).
+ */
+async function webgpuCanvasWorks(): Promise<boolean> {
+  try {
+    const adapter = await navigator.gpu.requestAdapter();
+    if (!adapter) return false;
+    const device = await adapter.requestDevice();
+    let lost = false;
+    void device.lost.then(() => { lost = true; });
+    const probe = document.createElement('canvas');
+    probe.width = probe.height = 4;
+    const c = probe.getContext('webgpu');
+    if (!c) return false;
+    c.configure({ device, format: navigator.gpu.getPreferredCanvasFormat(), alphaMode: 'opaque' });
+    const enc = device.createCommandEncoder();
+    enc.beginRenderPass({ colorAttachments: [{ view: c.getCurrentTexture().createView(), loadOp: 'clear', storeOp: 'store', clearValue: [0, 0, 0, 1] }] }).end();
+    device.queue.submit([enc.finish()]);
+    await device.queue.onSubmittedWorkDone().catch(() => { lost = true; });
+    // presented on the next frames
+    for (let i = 0; i < 2; i++) await new Promise((r) => requestAnimationFrame(r));
+    const works = !lost;
+    if (works) device.destroy();
+    return works;
+  } catch {
+    return false;
+  }
+}
 
 function configureCanvas(device: GPUDevice): void {
-  gpuCanvas = canvas.getContext('webgpu');
+  if (display === '2d') {
+    view2d ??= canvas.getContext('2d');
+    if (!view2d) throw new Error('the canvas has neither a WebGPU nor a 2D context');
+    return;
+  }
+  gpuCanvas ??= canvas.getContext('webgpu');
   if (!gpuCanvas) throw new Error('the canvas has no WebGPU context');
   gpuCanvas.configure({
     device,
@@ -325,59 +391,119 @@ function configureCanvas(device: GPUDevice): void {
   });
 }
 
+/** A frame's pixels into a texture: copyExternalImageToTexture, or (when refused) its pixels uploaded. */
+function uploadFrame(device: GPUDevice, f: Frame, texture: GPUTexture): void {
+  if (!uploadPixels) {
+    try {
+      device.queue.copyExternalImageToTexture({ source: f.bitmap }, { texture }, [f.width, f.height]);
+      return;
+    } catch (e) {
+      uploadPixels = true;
+      logTiming(`copyExternalImageToTexture refused (${errorText(e)}): uploading pixels instead`);
+    }
+  }
+  const px = grab(f.bitmap, f.width, f.height).data;
+  if (texture.format.startsWith('bgra')) {
+    for (let i = 0; i < px.length; i += 4) { const r = px[i]!; px[i] = px[i + 2]!; px[i + 2] = r; }
+  }
+  device.queue.writeTexture({ texture }, px, { bytesPerRow: f.width * 4 }, [f.width, f.height]);
+}
+
+function objectColors(fm: FrameMasks): [number, number, number][] {
+  return fm.objIds.slice(0, MAX_DRAW_COLORS).map((id) => objects.find((o) => o.id === id)?.color ?? COLORS[(id - 1) % COLORS.length]!);
+}
+
 /**
- * Shows a frame with the masks the predictor gave for it, all on the GPU: the bitmap is copied
- * into a texture, then FrameMasks.draw renders the masks over it into the canvas's texture. The
- * prompts go on the 2D canvas above. Returns when the commands are submitted (not done).
+ * Shows a frame with the masks the predictor gave for it. WebGPU canvas: all on the GPU, the
+ * frame uploaded into a texture, then FrameMasks.draw renders the masks over it into the
+ * canvas's texture (returns when the commands are submitted). 2D canvas: the frame drawn with
+ * drawImage, the masks drawn on the GPU into a texture and read back. The prompts go on the 2D
+ * canvas above.
  */
-function drawFrame(f: Frame, frame: number): void {
-  if (!ctx || !gpuCanvas) return;
+async function drawFrame(f: Frame, frame: number): Promise<void> {
+  if (!ctx || ctx.isLost) return;
   const device = ctx.device;
   if (canvas.width !== f.width || canvas.height !== f.height) {
     canvas.width = marks.width = f.width;
     canvas.height = marks.height = f.height;
   }
-  const target = gpuCanvas.getCurrentTexture();
   const fm = masksByFrame.get(frame);
-  if (fm) {
-    if (!frameTex || frameTex.width !== f.width || frameTex.height !== f.height) {
-      frameTex?.destroy();
-      frameTex = device.createTexture({
-        label: 'demo frame',
-        size: [f.width, f.height],
-        format: target.format, // a copy straight into the canvas stays possible
-        usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST | GPUTextureUsage.RENDER_ATTACHMENT,
-      });
+  if (display === '2d') {
+    view2d!.drawImage(f.bitmap, 0, 0);
+    if (fm) view2d!.drawImage(await maskLayer(device, fm, f.width, f.height), 0, 0);
+  } else if (gpuCanvas) {
+    const target = gpuCanvas.getCurrentTexture();
+    if (fm) {
+      if (!frameTex || frameTex.width !== f.width || frameTex.height !== f.height) {
+        frameTex?.destroy();
+        frameTex = device.createTexture({
+          label: 'demo frame',
+          size: [f.width, f.height],
+          format: target.format, // a copy straight into the canvas stays possible
+          usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST | GPUTextureUsage.RENDER_ATTACHMENT,
+        });
+      }
+      uploadFrame(device, f, frameTex);
+      fm.draw(target, { image: frameTex, colors: objectColors(fm), alpha: ALPHA });
+    } else {
+      uploadFrame(device, f, target);
     }
-    device.queue.copyExternalImageToTexture({ source: f.bitmap }, { texture: frameTex }, [f.width, f.height]);
-    const colors = fm.objIds.slice(0, MAX_DRAW_COLORS).map((id) => objects.find((o) => o.id === id)?.color ?? COLORS[(id - 1) % COLORS.length]!);
-    fm.draw(target, { image: frameTex, colors, alpha: ALPHA });
-  } else {
-    device.queue.copyExternalImageToTexture({ source: f.bitmap }, { texture: target }, [f.width, f.height]);
   }
   drawPrompts(frame, f.width);
 }
 
+/** display '2d': the masks as an image with alpha (drawn on the GPU, then read back). */
+async function maskLayer(device: GPUDevice, fm: FrameMasks, w: number, h: number): Promise<ImageBitmap> {
+  if (!maskTex || maskTex.width !== w || maskTex.height !== h) {
+    maskTex?.destroy();
+    maskTex = device.createTexture({ label: 'demo masks', size: [w, h], format: 'rgba8unorm', usage: GPUTextureUsage.RENDER_ATTACHMENT | GPUTextureUsage.COPY_SRC });
+  }
+  fm.draw(maskTex, { colors: objectColors(fm), alpha: ALPHA }); // transparent around the masks, straight alpha
+  const row = Math.ceil((w * 4) / 256) * 256;
+  const buf = device.createBuffer({ size: row * h, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const enc = device.createCommandEncoder();
+  enc.copyTextureToBuffer({ texture: maskTex }, { buffer: buf, bytesPerRow: row }, [w, h]);
+  device.queue.submit([enc.finish()]);
+  try {
+    await buf.mapAsync(GPUMapMode.READ);
+    const src = new Uint8Array(buf.getMappedRange());
+    const img = new ImageData(w, h);
+    for (let y = 0; y < h; y++) img.data.set(src.subarray(y * row, y * row + w * 4), y * w * 4);
+    return await createImageBitmap(img);
+  } finally {
+    buf.destroy();
+  }
+}
+
+/** Points and boxes in their object's colour: a positive click ringed in white, a negative one ringed in black with a minus. */
 function drawPrompts(frame: number, width: number): void {
   view.clearRect(0, 0, marks.width, marks.height);
   const r = Math.max(4, Math.round(width / 160));
   for (const o of objects) {
     const p = o.prompts.get(frame);
     if (!p) continue;
+    const color = `rgb(${o.color.join(',')})`;
     if (p.box) {
       view.lineWidth = Math.max(2, r / 2);
-      view.strokeStyle = `rgb(${o.color.join(',')})`;
+      view.strokeStyle = color;
       const [x0, y0, x1, y1] = p.box;
       view.strokeRect(x0, y0, x1 - x0, y1 - y0);
     }
     p.points.forEach(([x, y], i) => {
+      const positive = p.labels[i] === 1;
       view.beginPath();
       view.arc(x, y, r, 0, 2 * Math.PI);
-      view.fillStyle = p.labels[i] === 1 ? '#1fd655' : '#ff2d2d';
+      view.fillStyle = color;
       view.fill();
       view.lineWidth = 2;
-      view.strokeStyle = '#fff';
+      view.strokeStyle = positive ? '#fff' : '#000';
       view.stroke();
+      if (!positive) {
+        view.beginPath();
+        view.moveTo(x - r * 0.6, y);
+        view.lineTo(x + r * 0.6, y);
+        view.stroke();
+      }
     });
   }
 }
@@ -385,7 +511,7 @@ function drawPrompts(frame: number, width: number): void {
 /** The camera image on the canvas until the first prompt (the predictor takes frame 0 then). */
 async function livePreview(f: Frames): Promise<void> {
   while (frames === f && objects.every((o) => o.prompts.size === 0) && !f.live!.stop.signal.aborted) {
-    if (!busy) drawFrame(await f.get(-1), -1);
+    if (!busy) await drawFrame(await f.get(-1), -1);
     await new Promise((r) => requestAnimationFrame(r));
   }
 }
@@ -395,7 +521,7 @@ async function showFrame(i: number): Promise<void> {
   shown = i;
   slider.value = String(i);
   frameLabel.textContent = frames.live ? `${i} (live)` : `${i} / ${frames.count - 1}`;
-  drawFrame(await frames.get(i), i);
+  await drawFrame(await frames.get(i), i);
 }
 
 /** Keeps a frame's masks (on the GPU) for drawing; the one they replace is released. */
@@ -420,10 +546,11 @@ function compiledNote(before: number): string {
 function showTimings(lines: string[]): void {
   const sorted = [...frameTimes].sort((a, b) => a - b);
   const med = sorted.length ? sorted[sorted.length >> 1]! : NaN;
-  timingsEl.textContent = [
-    sorted.length ? `tracking: median ${med.toFixed(0)} ms per frame (${(1000 / med).toFixed(1)} fps) over ${sorted.length} frames after the first, ${objects.length} object(s)` : '',
-    ...lines,
-  ].filter(Boolean).join('\n');
+  const summary = sorted.length
+    ? `median ${med.toFixed(0)} ms per frame (${(1000 / med).toFixed(1)} fps) over ${sorted.length} frames after the first, ${objects.length} object(s)` : '';
+  // the summary and the latest line sit above the picture; the recent history below it
+  timingSummary.textContent = [summary, lines[0] ?? ''].filter(Boolean).join(' · ');
+  timingsEl.textContent = [summary ? `tracking: ${summary}` : '', ...lines].filter(Boolean).join('\n');
 }
 const timingLines: string[] = [];
 function logTiming(s: string): void {
@@ -467,6 +594,11 @@ async function track(): Promise<void> {
   frameTimes.length = 0;
   let n = 0;
   const start = shown;
+  // forwards from the shown frame to the end (a live camera: no end)
+  const total = Number.isFinite(frames.count) ? frames.count - start : 0;
+  trackProgress.hidden = total === 0;
+  trackProgress.max = Math.max(1, total);
+  trackProgress.value = 0;
   setStatus(statusEl, `tracking from frame ${start}…`);
   try {
     const it = predictor.propagate({ start });
@@ -485,7 +617,8 @@ async function track(): Promise<void> {
       n++;
       state('tracked', n);
       logTiming(`frame ${fm.frameIndex}: track ${(t1 - t0).toFixed(0)} ms, draw ${(t2 - t1).toFixed(0)} ms${note}`);
-      setStatus(statusEl, `tracking: frame ${fm.frameIndex} (${n} frames)`);
+      trackProgress.value = n;
+      setStatus(statusEl, total ? `tracking: frame ${fm.frameIndex}, ${n} of ${total} (${Math.round((100 * n) / total)}%)` : `tracking: frame ${fm.frameIndex} (${n} frames)`);
       if (stopRequested) break;
       t0 = performance.now();
       compiled = ctx!.stats.pipelinesCompiled;
@@ -568,7 +701,7 @@ async function loadModel(source: File | string): Promise<void> {
       config = v.config;
       what = `${v.variant}${v.notes.length ? ` (${v.notes.join('; ')})` : ''}`;
     }
-    model = EfficientTAM.load(ctx, weights, config);
+    model = await EfficientTAM.create(ctx, weights, config);
     await ctx.sync();
     const s = ((performance.now() - t0) / 1000).toFixed(1);
     setStatus(modelStatus, `${name}: ${what}, input ${model.imageSize}x${model.imageSize}, ready (${s} s)`, 'ok');
@@ -639,12 +772,73 @@ slider.addEventListener('input', () => { if (!busy) void showFrame(Number(slider
 
 // ------------------------------------------------------------------------------------- start
 
+/** Watches the context's device: a loss (any reason) shows as lost, with the way back. */
+function watchDevice(c: GpuContext): void {
+  void c.device.lost.then((info) => {
+    if (ctx !== c) return; // a context already replaced
+    predictor = null; // its tensors went with the device
+    masksByFrame.clear();
+    frameTex = maskTex = null;
+    state('gpu', 'lost');
+    canvas.classList.add('lost');
+    setBusy(false);
+    if (model) {
+      model = null;
+      state('model', 'lost');
+      setStatus(modelStatus, 'The model was on the GPU device that was lost: press Recover above to load it again.', 'error');
+    }
+    setStatus(statusEl, 'The GPU device was lost: nothing can be tracked until you press Recover.', 'error');
+    showBanner(`The GPU device was lost (${info.reason}${info.message ? `: ${info.message}` : ''}). ` +
+      'Recover makes a new one, reloads the model and puts your objects back (no page reload).', true);
+  });
+}
+
+/** After a lost device: a new context, the same weights again, the objects' prompts put back. */
+async function recover(): Promise<void> {
+  recoverBtn.disabled = true;
+  state('gpu', 'recovering');
+  const saved = objects.map((o) => ({ ...o, prompts: new Map(o.prompts) }));
+  try {
+    const c = await GpuContext.create();
+    ctx = c;
+    watchDevice(c);
+    configureCanvas(c.device);
+    canvas.classList.remove('lost');
+    hideBanner();
+    state('gpu', 'ready');
+    if (lastWeights) await loadModel(lastWeights);
+    if (model && predictor && saved.some((o) => o.prompts.size)) await restorePrompts(saved);
+    else await showFrame(shown).catch(() => undefined);
+  } catch (e) {
+    state('gpu', 'lost');
+    showBanner(`Recovering failed: ${errorText(e)}. Reload the page.`, true);
+  } finally {
+    recoverBtn.disabled = false;
+  }
+}
+
+/** The prompts of objects made before a recovery, given to the new predictor in the same order. */
+async function restorePrompts(saved: ObjectUI[]): Promise<void> {
+  for (const o of saved) {
+    const obj: ObjectUI = { id: o.id, color: o.color, prompts: new Map() };
+    objects.push(obj);
+    current = obj;
+    for (const [frame, p] of o.prompts) await prompt(frame, obj, p);
+  }
+  renderObjects();
+  setStatus(statusEl, `${objects.length} object(s) restored on the new GPU device. Press Track to go on.`);
+}
+
 async function main(): Promise<void> {
   state('model', 'none');
   state('source', 'none');
   state('tracked', 0);
   setBusy(false);
   try {
+    if (!navigator.gpu) await GpuContext.create(); // throws the library's WebGPUUnavailableError
+    // before the page's own device: the probe may take every device down with it
+    display = (await webgpuCanvasWorks()) ? 'webgpu' : '2d';
+    state('display', display);
     ctx = await GpuContext.create();
   } catch (e) {
     const msg = e instanceof WebGPUUnavailableError ? e.message : `WebGPU could not start: ${errorText(e)}`;
@@ -654,8 +848,9 @@ async function main(): Promise<void> {
     return;
   }
   configureCanvas(ctx.device);
+  watchDevice(ctx);
   state('gpu', 'ready');
-  void ctx.device.lost.then((info) => showBanner(`The GPU device was lost (${info.reason}): ${info.message}. Reload the page.`));
+  if (display === '2d') logTiming('this browser cannot show a WebGPU canvas: frames and masks are drawn on a 2D canvas (masks read back)');
   const params = new URLSearchParams(location.search);
   const cfg = params.get('config'), w = params.get('weights');
   if (cfg) {
@@ -670,5 +865,15 @@ async function main(): Promise<void> {
     await loadModel(w);
   }
 }
+
+recoverBtn.addEventListener('click', () => void recover());
+
+declare global {
+  interface Window {
+    /** for tests: what a person cannot easily do on purpose */
+    etamDemo: { loseDevice(): void };
+  }
+}
+window.etamDemo = { loseDevice: () => ctx?.device.destroy() };
 
 void main();

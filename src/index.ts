@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" preserve="true" />
 /**
  * efficienttam-webgpu: EfficientTAM (Efficient Track Anything) on WebGPU.
  *
@@ -6,18 +7,24 @@
  *   // kernels tuned for this GPU (stored, or timed within seconds), pipelines compiled ahead
  *   const model = await EfficientTAM.create(ctx, weights, detectVariant(weights).config);
  *   const predictor = new ImagePredictor(model);
- *   predictor.setImage({ data, width, height, channels: 4 });
+ *   predictor.setImage({ data, width, height, channels: 4 });   // or await decodeImageFile(path) in Node
  *   const { masks, ious } = await predictor.predict({ points: [[x, y]], labels: [1] });
  */
-export { GpuContext, DeviceLostError, type GpuStats } from './gpu/context.js';
+export { GpuContext, DeviceLostError, GpuError, type GpuErrorKind, type GpuStats } from './gpu/context.js';
+export { ImageSizeError, MAX_IMAGE_PIXELS, checkImageSize, type ImageSizeLimits } from './io/image_size.js';
+export { PromptError } from './model/prompts.js';
 export { requestDevice, getGPU, WebGPUUnavailableError, type DeviceOptions } from './gpu/device.js';
 export { Tensor, type DType } from './gpu/tensor.js';
 export { parseSafetensors, SafetensorsError, type SafetensorsFile } from './io/safetensors.js';
-export { WeightError } from './io/weights.js';
-export { loadWeights, type LoadWeightsOptions, type WeightsSource } from './weights/load.js';
+export { WeightError, WeightValueError } from './io/weights.js';
+export { decodeImageFile, type DecodedImage, type DecodeOptions } from './io/image.js';
+export { MissingPackageError } from './io/packages.js';
+export { loadWeights, DEFAULT_MAX_WEIGHTS_BYTES, type LoadWeightsOptions, type WeightsSource } from './weights/load.js';
 export { detectVariant, VariantError } from './weights/variant.js';
 export { manifest, buildManifest } from './weights/manifest.js';
-export { convertCheckpoint, convertFile, CheckpointError } from './convert/convert.js';
+export { convertCheckpoint, convertCheckpointAsync, convertFile, CheckpointError } from './convert/convert.js';
+export { PickleError } from './convert/pickle.js';
+export { ZipError } from './convert/zip.js';
 export { preset, VARIANTS, type Variant, type EfficientTAMConfig } from './model/config.js';
 export { EfficientTAM, type LoadOptions } from './model/efficienttam.js';
 export { type Precision, type F16Policy, F16_KEEP_F32 } from './model/precision.js';
@@ -27,7 +34,7 @@ export { FileTableStore, IndexedDbTableStore, MemoryTableStore, type TableStore 
 export { formatTable as formatKernelTable } from './tune/tuner.js';
 export { adapterName, type AdapterIdentity } from './gpu/adapter.js';
 export { ImageEncoder, type ImageEncoderOutput } from './model/image_encoder.js';
-export { ImagePredictor, type PredictOptions, type PredictResult } from './model/image_predictor.js';
+export { ImagePredictor, type ImagePredictorOptions, type PredictOptions, type PredictResult } from './model/image_predictor.js';
 export { preprocessImage, preprocessTexture, type PreprocessOptions } from './kernels/preprocess.js';
 export {
   VideoPredictor, FrameMasks, preprocessVideoFrame, type VideoPredictorOptions, type FrameSource, type FrameInput,

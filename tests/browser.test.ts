@@ -7,10 +7,15 @@
  * - the demo (demo/index.html) driven like a person would: load the weights, open the bedroom
  *   frames, click an object, track 8 frames; the screenshot is saved to test-output/demo.png.
  *   The demo draws on a WebGPU canvas (FrameMasks.draw); it shows in headless screenshots thanks
- *   to --use-vulkan=swiftshader (see CHROMIUM_ARGS in tests/browser/server.ts);
+ *   to --use-vulkan=swiftshader (see CHROMIUM_ARGS in tests/browser/server.ts). And the demo under
+ *   Chromium's default headless flags, where a WebGPU canvas kills the GPU process: it draws on a
+ *   2D canvas instead, tracks, and recovers from a lost device without a page reload;
  * - live frames: the video predictor in streaming mode on a playing <video> (src/model/live.ts
  *   `videoFrames`), and the GPU copy of live frames (`preprocessTexture`) checked against the
- *   same frame's pixels read through a 2D canvas.
+ *   same frame's pixels read through a 2D canvas;
+ * - sizes users have (tests/sizes.test.ts) at WebGPU's default 128 MiB binding limit: a 12 MP
+ *   photo with multimask, three objects on a 4000x3000 video of canvas frames, a very wide and a
+ *   very tall image.
  */
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -18,8 +23,9 @@ import type { Browser, ElementHandle, Page } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unpackBits, type GoldenRow } from '../src/golden/compare.js';
 import { loadCase } from '../src/golden/case.js';
-import { chromiumAvailable, CHROMIUM, launch, openPage, REPO, serve, SHARED, type Served } from './browser/server.js';
+import { chromiumAvailable, CHROMIUM, CHROMIUM_DEFAULT_ARGS, launch, openPage, REPO, serve, SHARED, type Served } from './browser/server.js';
 import type { LiveResult } from './browser/live.js';
+import type { SizesResult } from './browser/sizes.js';
 import type { ParityRequest, ParityResult } from './browser/parity.js';
 
 const OUT = resolve(REPO, 'test-output');
@@ -103,6 +109,51 @@ describe('browser (headless Chromium, SwiftShader WebGPU): golden tiny, tuned ke
   }, 120_000);
 });
 
+/** Where the demo's canvas is on the page (document coordinates), and its pixel size. */
+async function viewBox(page: Page): Promise<{ left: number; top: number; width: number; height: number; W: number; H: number }> {
+  return page.$eval('#view', (c) => {
+    const cv = c as HTMLCanvasElement;
+    const r = cv.getBoundingClientRect();
+    return { left: Math.round(r.left + cv.clientLeft + scrollX), top: Math.round(r.top + cv.clientTop + scrollY), width: cv.clientWidth, height: cv.clientHeight, W: cv.width, H: cv.height };
+  });
+}
+
+/** Clicks at a point given in video pixels, through the canvas's scaling. */
+async function clickVideo(page: Page, p: readonly [number, number]): Promise<void> {
+  const at = await page.$eval('#view', (c, q) => {
+    const cv = c as HTMLCanvasElement;
+    const r = cv.getBoundingClientRect();
+    return { x: r.left + cv.clientLeft + (q[0] * cv.clientWidth) / cv.width, y: r.top + cv.clientTop + (q[1] * cv.clientHeight) / cv.height };
+  }, p);
+  await page.mouse.click(at.x, at.y);
+}
+
+/**
+ * The screenshot's canvas shows frame `frame` with object 1's mask blended in blue ([30, 144, 255]
+ * at 0.55) where the golden's pass1 mask of object 1 is (object 1 tracked alone gives exactly that
+ * mask): inside it the pixels must be much bluer than outside. Returns the mean blue - red inside
+ * and outside.
+ */
+async function checkBlueMask(shot: string, box: { left: number; top: number; width: number; height: number }, frame: number): Promise<{ inside: number; outside: number }> {
+  expect([box.width, box.height]).toEqual([960, 540]);
+  const { default: sharp } = await import('sharp');
+  const px = await sharp(shot).extract(box).removeAlpha().raw().toBuffer();
+  const c = await loadCase(resolve(SHARED, 'golden/tiny'));
+  const ref = c.tensors.info(`video.pass1.frame${frame}.masks_bits`);
+  const [, H] = ref.shape as [number, number, number];
+  const mask = unpackBits(c.tensors.getRaw(`video.pass1.frame${frame}.masks_bits`) as Uint8Array, [ref.shape[0]!, H, 960]);
+  let inN = 0, inBR = 0, outN = 0, outBR = 0;
+  for (let i = 0; i < H * 960; i++) {
+    const br = px[i * 3 + 2]! - px[i * 3]!;
+    if (mask[i]) { inN++; inBR += br; } else { outN++; outBR += br; }
+  }
+  const inside = inBR / inN, outside = outBR / outN;
+  console.log(`object 1 on frame ${frame}: ${inN} px (${((100 * inN) / (H * 960)).toFixed(1)}%), mean blue-red inside ${inside.toFixed(1)}, outside ${outside.toFixed(1)}`);
+  expect(inN).toBeGreaterThan(0.01 * H * 960);
+  expect(inside - outside).toBeGreaterThan(60);
+  return { inside, outside };
+}
+
 describe('browser: the demo, driven like a person would', () => {
   it('says clearly when the browser has no WebGPU', async () => {
     const page = await browser.newPage();
@@ -139,59 +190,90 @@ describe('browser: the demo, driven like a person would', () => {
       expect(await page.$eval('#sourceStatus', (e) => e.textContent)).toMatch(/8 frames/);
 
       // click where the golden script clicks object 1 (video pixels), through the canvas's scaling
-      const CLICK = [528, 324] as const;
-      const at = await page.$eval('#view', (c, p) => {
-        const cv = c as HTMLCanvasElement;
-        const r = cv.getBoundingClientRect();
-        return {
-          x: r.left + cv.clientLeft + (p[0] * cv.clientWidth) / cv.width, y: r.top + cv.clientTop + (p[1] * cv.clientHeight) / cv.height,
-          W: cv.width, H: cv.height,
-        };
-      }, CLICK);
-      expect([at.W, at.H]).toEqual([960, 540]);
-      await page.mouse.click(at.x, at.y);
+      expect(await page.$eval('body', (b) => b.dataset.display)).toBe('webgpu');
+      const vb = await viewBox(page);
+      expect([vb.W, vb.H]).toEqual([960, 540]);
+      await clickVideo(page, [528, 324]);
       await page.waitForFunction(() => /prompted|rror/.test(document.getElementById('status')!.textContent ?? ''));
       expect(await page.$eval('#status', (e) => e.textContent)).toMatch(/Object 1 prompted on frame 0/);
+      // the click is drawn in its object's colour (object 1: blue), not in a label colour
+      const mark = await page.$eval('#marks', (c) => Array.from((c as HTMLCanvasElement).getContext('2d')!.getImageData(528, 324, 1, 1).data));
+      expect(mark).toEqual([30, 144, 255, 255]);
 
       await page.click('#track');
       await page.waitForFunction(() => document.body.dataset.busy === '0' && /tracked|rror/.test(document.getElementById('status')!.textContent ?? ''));
       expect(await page.$eval('#status', (e) => e.textContent)).toBe('tracked 8 frames');
       const timings = await page.$eval('#timings', (e) => e.textContent ?? '');
       console.log(`demo timings (headless Chromium, SwiftShader, tiny model):\n${timings}`);
+      // progress: all 8 frames of 8; the time per frame in view above the picture (viewport 1280x1000, checked at 900)
+      expect(await page.$eval('#trackProgress', (e) => [(e as HTMLProgressElement).value, (e as HTMLProgressElement).max, (e as HTMLElement).hidden])).toEqual([8, 8, false]);
+      const summary = await page.$eval('#timingSummary', (e) => ({ text: e.textContent ?? '', bottom: e.getBoundingClientRect().bottom + scrollY }));
+      expect(summary.text).toMatch(/median \d+ ms per frame/);
+      expect(summary.bottom).toBeLessThan(900);
 
       mkdirSync(OUT, { recursive: true });
       const shot = resolve(OUT, 'demo.png');
       await page.screenshot({ path: shot, fullPage: true });
       console.log(`demo screenshot: ${shot}`);
-
-      // The canvas shows frame 7 with object 1's mask blended in blue ([30, 144, 255] at 0.55) by
-      // drawMasks on the GPU (a pixel is covered where the upsampled low-res logit is > 0).
-      // Object 1 is tracked on its own, so its mask is the golden's pass1 frame 7 object 1 mask:
-      // inside it the pixels must be much bluer than outside.
-      const box = await page.$eval('#view', (c) => {
-        const cv = c as HTMLCanvasElement;
-        const r = cv.getBoundingClientRect();
-        return { left: Math.round(r.left + cv.clientLeft + scrollX), top: Math.round(r.top + cv.clientTop + scrollY), width: cv.clientWidth, height: cv.clientHeight };
-      });
-      expect([box.width, box.height]).toEqual([960, 540]);
-      const { default: sharp } = await import('sharp');
-      const px = await sharp(shot).extract(box).removeAlpha().raw().toBuffer();
-      const c = await loadCase(golden);
-      const ref = c.tensors.info('video.pass1.frame7.masks_bits');
-      const [, H, ] = ref.shape as [number, number, number];
-      const mask = unpackBits(c.tensors.getRaw('video.pass1.frame7.masks_bits') as Uint8Array, [ref.shape[0]!, H, 960]);
-      let inN = 0, inBR = 0, outN = 0, outBR = 0;
-      for (let i = 0; i < H * 960; i++) {
-        const br = px[i * 3 + 2]! - px[i * 3]!;
-        if (mask[i]) { inN++; inBR += br; } else { outN++; outBR += br; }
-      }
-      const inside = inBR / inN, outside = outBR / outN;
-      console.log(`object 1 on frame 7: ${inN} px (${((100 * inN) / (H * 960)).toFixed(1)}%), mean blue-red inside ${inside.toFixed(1)}, outside ${outside.toFixed(1)}`);
-      expect(inN).toBeGreaterThan(0.01 * H * 960);
-      expect(inside - outside).toBeGreaterThan(60);
+      // the canvas shows frame 7 with object 1's mask blended in blue by drawMasks on the GPU
+      await checkBlueMask(shot, await viewBox(page), 7);
       expect(errors).toEqual([]);
     } finally {
       await page.close();
+    }
+  }, 600_000);
+});
+
+describe("browser: the demo under Chromium's default headless flags", () => {
+  it('draws on a 2D canvas where a WebGPU canvas fails, tracks, and recovers from a lost device without a page reload', async () => {
+    const plain = await launch(CHROMIUM_DEFAULT_ARGS);
+    try {
+      const { page, errors } = await openPage(plain, `${served.origin}/demo/index.html`);
+      await page.waitForSelector('body[data-gpu="ready"], body[data-model="no-webgpu"]', { timeout: 120_000 });
+      // the probe noticed that a WebGPU canvas does not work here
+      expect(await page.$eval('body', (b) => [b.dataset.gpu, b.dataset.display])).toEqual(['ready', '2d']);
+      const golden = resolve(SHARED, 'golden/tiny');
+      const upload = async (sel: string, ...files: string[]) => ((await page.$(sel)) as ElementHandle<HTMLInputElement>).uploadFile(...files);
+      await upload('#configFile', resolve(golden, 'config.json'));
+      await upload('#weightsFile', resolve(golden, 'weights.safetensors'));
+      await page.waitForSelector('body[data-model="ready"], body[data-model="error"]');
+      expect(await page.$eval('body', (b) => b.dataset.model), await page.$eval('#modelStatus', (e) => e.textContent ?? '')).toBe('ready');
+      await upload('#imageFiles', ...Array.from({ length: 4 }, (_, i) => resolve(SHARED, 'data/bedroom', `0000${i}.jpg`)));
+      await page.waitForSelector('body[data-source="ready"], body[data-source="error"]');
+      await clickVideo(page, [528, 324]);
+      await page.waitForFunction(() => /prompted|rror/.test(document.getElementById('status')!.textContent ?? ''));
+      const trackAll = async () => {
+        await page.click('#track');
+        await page.waitForFunction(() => document.body.dataset.busy === '0' && /tracked|rror/.test(document.getElementById('status')!.textContent ?? ''));
+        expect(await page.$eval('#status', (e) => e.textContent)).toBe('tracked 4 frames');
+      };
+      await trackAll();
+      expect(await page.$eval('body', (b) => b.dataset.gpu)).toBe('ready'); // the device survived drawing
+      mkdirSync(OUT, { recursive: true });
+      const shot = resolve(OUT, 'demo-default-flags.png');
+      await page.screenshot({ path: shot, fullPage: true });
+      await checkBlueMask(shot, await viewBox(page), 3);
+
+      // a lost device shows as lost, with the way back
+      await page.evaluate(() => (window as unknown as { etamDemo: { loseDevice(): void } }).etamDemo.loseDevice());
+      await page.waitForSelector('body[data-gpu="lost"]');
+      expect(await page.$eval('body', (b) => b.dataset.model)).toBe('lost');
+      expect(await page.$eval('#bannerText', (e) => e.textContent)).toMatch(/GPU device was lost/);
+      expect(await page.$eval('#modelStatus', (e) => e.textContent)).toMatch(/lost: press Recover/);
+      expect(await page.$eval('#recover', (e) => (e as HTMLButtonElement).hidden)).toBe(false);
+      await page.click('#recover');
+      await page.waitForFunction(() => (document.body.dataset.gpu === 'ready' && /restored|rror/.test(document.getElementById('status')!.textContent ?? '')) ||
+        /Recovering failed/.test(document.getElementById('bannerText')!.textContent ?? ''));
+      expect(await page.$eval('#status', (e) => e.textContent)).toMatch(/1 object\(s\) restored/);
+      expect(await page.$eval('body', (b) => [b.dataset.gpu, b.dataset.model])).toEqual(['ready', 'ready']);
+      // the same object, tracked again on the new device, gives the same mask
+      await page.$eval('#frame', (e) => { (e as HTMLInputElement).value = '0'; e.dispatchEvent(new Event('input')); });
+      await trackAll();
+      await page.screenshot({ path: shot, fullPage: true });
+      await checkBlueMask(shot, await viewBox(page), 3);
+      expect(errors).toEqual([]);
+    } finally {
+      await plain.close();
     }
   }, 600_000);
 });
@@ -211,9 +293,11 @@ describe('browser: live frames from a playing video element', () => {
         r.pixels.map((p) => `  ${p.what} ${p.format} ${p.colorSpace}: max |texture - getImageData| ${p.maxAbsDiff.toExponential(2)}, ` +
           `bytes mean ${p.byteMean.toFixed(1)} std ${p.byteStd.toFixed(1)}, tensor std ${p.tensorStd.toFixed(3)}`).join('\n'));
       expect([r.videoWidth, r.videoHeight]).toEqual([1280, 720]);
-      // the prompted frame 0, then 1..6, each a different frame of the video
+      // the prompted frame 0, then 1..6, each a new frame of the video (it loops: however slow the
+      // machine, playback never ends before tracking does; a timestamp may restart at the loop)
       expect(r.frames.map((f) => f.frame)).toEqual([0, 1, 2, 3, 4, 5, 6]);
-      for (let i = 1; i < r.frames.length; i++) expect(r.frames[i]!.timestamp).toBeGreaterThan(r.frames[i - 1]!.timestamp);
+      for (let i = 1; i < r.frames.length; i++) expect(r.frames[i]!.timestamp, `frame ${i}`).not.toBe(r.frames[i - 1]!.timestamp);
+      for (const f of r.frames) expect(f.timestamp, `frame ${f.frame}`).toBeGreaterThanOrEqual(0);
       for (const f of r.frames) {
         expect(f.finite, `frame ${f.frame}`).toBe(true);
         expect(f.max - f.min, `frame ${f.frame}`).toBeGreaterThan(1);
@@ -232,5 +316,28 @@ describe('browser: live frames from a playing video element', () => {
     } finally {
       await page.close();
     }
-  }, 120_000);
+  }, 300_000);
+});
+
+describe('browser: sizes users have, at a 128 MiB binding limit', () => {
+  it('a 12 MP photo with multimask, three objects on a 4000x3000 video, a very wide and a very tall image', async () => {
+    const { page, errors } = await openPage(browser, `${served.origin}/tests/browser/sizes.html`, () => {});
+    try {
+      await page.waitForFunction(() => typeof window.etamSizes === 'function');
+      const r: SizesResult = await page.evaluate(() => window.etamSizes());
+      console.log(`browser sizes (${r.adapter}; binding limit ${r.maxStorageBufferBindingSize}, largest texture ${r.maxTextureDimension2D}):\n` +
+        r.runs.map((x) => `  ${x.what} ${x.width}x${x.height}: ${x.checked} pixels checked, ${x.covered} covered, ${x.mismatches.length} wrong (${x.seconds.toFixed(1)} s)`).join('\n'));
+      expect(r.maxStorageBufferBindingSize).toBe(128 * 2 ** 20);
+      expect(r.runs.map((x) => x.what)).toEqual(['12 MP photo, multimask', 'very wide image', 'very tall image', 'video frame 0, 3 objects', 'video frame 1, 3 objects']);
+      for (const x of r.runs) {
+        expect(x.mismatches, x.what).toEqual([]);
+        expect(x.checked, x.what).toBeGreaterThan(x.masks * 150);
+      }
+      expect(r.runs[0]!.covered).toBeGreaterThan(0);
+      expect(r.uncaptured).toEqual([]);
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  }, 600_000);
 });

@@ -4,15 +4,17 @@
  * read through ffmpeg (forwards and backwards); Ctrl-C keeps what was written; the errors a
  * person can act on. The CLI runs in this process (runCli) except where a real process matters.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { readSafetensorsFile, type SafetensorsFile } from '../src/io/safetensors.js';
 import { runCli, type Output } from '../src/cli/main.js';
 import { haveFfmpeg, openFrames, sortFrameNames } from '../src/cli/frames.js';
-import { readMaskPng, rleCounts, rleDecode, rleFromString, rleToString } from '../src/cli/outputs.js';
+import { drawPrompts, promptMarkSizes, readMaskPng, rleCounts, rleDecode, rleFromString, rleToString } from '../src/cli/outputs.js';
+import { outputFs, StopSignals } from '../src/cli/files.js';
 import { parseObjects, parsePoint } from '../src/cli/prompts.js';
 import { rng } from './helpers.js';
 
@@ -73,6 +75,68 @@ async function checkRle(coco: Coco, png: (a: Coco['annotations'][number]) => str
   }
 }
 
+/** Every file under `dir`, relative paths. */
+function walk(dir: string, base = ''): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? walk(join(dir, e.name), join(base, e.name)) : [join(base, e.name)]);
+}
+
+/** Temporary files left behind (outputs are written as .NAME.etam-PID.tmp, then renamed). */
+const temps = (dir: string): string[] => walk(dir).filter((f) => /\.etam-\d+\.tmp$/.test(f));
+
+/** The PNG's IHDR: colour type (0 grey, 2 RGB, ...) and bit depth. */
+function pngHeader(path: string): { colorType: number; bitDepth: number } {
+  const b = readFileSync(path);
+  expect(b.subarray(12, 16).toString('latin1')).toBe('IHDR');
+  return { bitDepth: b[24]!, colorType: b[25]! };
+}
+
+/**
+ * A full disk, simulated: files whose path matches `match` are opened for real, but every write to
+ * them fails with ENOSPC (as write(2) does on a full disk). Returns the undo.
+ */
+function fullDiskFor(match: RegExp): () => void {
+  const real = outputFs.open;
+  outputFs.open = async (path: string, flags: string) => {
+    const fh = await real(path, flags);
+    if (!match.test(path)) return fh;
+    const enospc = () => Promise.reject(Object.assign(new Error(`ENOSPC: no space left on device, write`), { code: 'ENOSPC', errno: -28, syscall: 'write' }));
+    return { write: enospc, close: () => fh.close() } as unknown as FileHandle;
+  };
+  return () => { outputFs.open = real; };
+}
+
+/** Starts `etam ARGS` in its own process (bin/etam.js); resolves once `ready()` holds (polled). */
+function spawnEtam(args: string[]): { child: ChildProcessWithoutNullStreams; out: { stdout: string; stderr: string }; exited: Promise<number | null>; until(ready: () => boolean): Promise<void> } {
+  const child = spawn(process.execPath, [join(ROOT, 'bin/etam.js'), ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const out = { stdout: '', stderr: '' };
+  child.stdout.on('data', (d) => { out.stdout += d; });
+  child.stderr.on('data', (d) => { out.stderr += d; });
+  const exited = new Promise<number | null>((res) => child.on('close', (code) => res(code)));
+  let done = false;
+  void exited.then(() => { done = true; });
+  const until = async (ready: () => boolean) => {
+    while (!ready()) {
+      if (done) throw new Error(`etam ended before it was ready: ${out.stderr}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  return { child, out, exited, until };
+}
+
+/**
+ * `etam track` on the bedroom frames (object 1 clicked, at most 60 frames) into tmp/NAME, in its
+ * own process; resolves once `pngs` of its masks are written.
+ */
+async function trackUntil(name: string, pngs: number, extra: string[] = ['--no-overlay']) {
+  const out = join(tmp, name);
+  const dir = join(out, 'masks', 'obj1');
+  const p = spawnEtam(['track', BEDROOM, '-w', TINY, '--object', 'point=528,324', '--frames', '60', ...extra, '--out', out]);
+  await p.until(() => existsSync(dir) && readdirSync(dir).filter((f) => f.endsWith('.png')).length >= pngs);
+  return { ...p, outDir: out, dir };
+}
+
 describe('pieces', () => {
   it("RLE: pycocotools' compressed strings, column-major, round trip", () => {
     // known pycocotools outputs: an empty 2x2 mask is "4"; a full 3x3 one is counts [0, 9] -> "09"
@@ -92,6 +156,23 @@ describe('pieces', () => {
     // long runs and negative deltas survive
     const big = [0, 100000, 3, 2_000_000, 1, 5];
     expect(rleFromString(rleToString(big))).toEqual(big);
+  });
+
+  it('draws prompts: a box outline and click dots in the object colour, ringed white (positive) or black with a minus (negative)', () => {
+    const w = 200, h = 120;
+    const rgb = new Uint8Array(w * h * 3).fill(100);
+    const c = [10, 20, 250] as const;
+    drawPrompts(rgb, w, h, [{ box: [20, 30, 150, 100], points: [{ x: 60, y: 60, label: 1 }, { x: 120, y: 60, label: 0 }], color: c }]);
+    const at = (x: number, y: number) => Array.from(rgb.subarray((y * w + x) * 3, (y * w + x) * 3 + 3));
+    const { radius, ring } = promptMarkSizes(w, h);
+    expect(at(85, 30)).toEqual([...c]); // the box's top edge
+    expect(at(150, 70)).toEqual([...c]); // its right edge
+    expect(at(85, 65)).toEqual([100, 100, 100]); // inside the box: untouched
+    expect(at(60, 60)).toEqual([...c]); // positive click: the dot
+    expect(at(60 + radius + ring, 60)).toEqual([255, 255, 255]); // and its white ring
+    expect(at(120, 60)).toEqual([0, 0, 0]); // negative click: the minus sign
+    expect(at(120, 60 - radius + 1)).toEqual([...c]); // its dot above the minus
+    expect(at(120 + radius + ring, 60)).toEqual([0, 0, 0]); // its black ring
   });
 
   it('parses points, objects and frame names', () => {
@@ -131,6 +212,26 @@ describe('etam segment', () => {
     }
     await checkRle(coco, (a) => join(out, `mask_obj1_${(a as unknown as { mask_index: number }).mask_index}.png`));
     expect(statSync(join(out, 'overlay.png')).size).toBeGreaterThan(1000);
+    // masks are 1-channel (greyscale) PNGs
+    expect(pngHeader(join(out, 'mask_obj1_0.png'))).toEqual({ colorType: 0, bitDepth: 8 });
+    expect(temps(out)).toEqual([]);
+  });
+
+  it('the overlay shows the box and the clicks over the masks', async () => {
+    const out = join(tmp, 'segment-prompts');
+    const r = await cli('segment', join(BEDROOM, '00000.jpg'), '-w', TINY, '--box', '96,108,384,378', '--point', '240,240', '--point', '300,200:0', '--quiet', '-o', out);
+    expect(r.code, r.stderr).toBe(0);
+    const { default: sharp } = await import('sharp');
+    const { data, info } = await sharp(join(out, 'overlay.png')).raw().toBuffer({ resolveWithObject: true });
+    expect([info.width, info.height, info.channels]).toEqual([W, H, 3]);
+    const at = (x: number, y: number) => Array.from(data.subarray((y * W + x) * 3, (y * W + x) * 3 + 3));
+    const blue = [30, 144, 255]; // object 1
+    const { radius, ring } = promptMarkSizes(W, H);
+    expect(at(200, 108)).toEqual(blue); // the box's top edge
+    expect(at(96, 250)).toEqual(blue); // its left edge
+    expect(at(240, 240)).toEqual(blue); // the positive click
+    expect(at(240 + radius + ring, 240)).toEqual([255, 255, 255]);
+    expect(at(300, 200)).toEqual([0, 0, 0]); // the negative click's minus sign
   });
 
   it("writes the golden 'box' prompt's mask", async () => {
@@ -169,28 +270,86 @@ describe('etam track', () => {
     await checkRle(coco, (a) => join(out, 'masks', `obj${a.object_id}`, `0000${a.image_id}.png`));
     expect(readdirSync(join(out, 'overlays')).sort()).toEqual(Array.from({ length: 8 }, (_, t) => `0000${t}.jpg`));
     if (haveFfmpeg()) expect(statSync(join(out, 'overlay.mp4')).size).toBeGreaterThan(1000);
+    expect(pngHeader(join(out, 'masks/obj2/00005.png'))).toEqual({ colorType: 0, bitDepth: 8 });
+    expect(temps(out)).toEqual([]);
+    // the prompted frame's overlay shows object 1's click: its dot in object 1's colour (JPEG: near it)
+    const { default: sharp } = await import('sharp');
+    const px = await sharp(join(out, 'overlays/00000.jpg')).raw().toBuffer();
+    const dot = Array.from(px.subarray((324 * W + 528) * 3, (324 * W + 528) * 3 + 3));
+    const blue = [30, 144, 255];
+    expect(Math.max(...dot.map((v, i) => Math.abs(v - blue[i]!))), `pixel ${dot}`).toBeLessThan(40);
   }, 300_000);
 
   it('Ctrl-C stops after the current frame and keeps a complete masks.json for the frames written', async () => {
-    const out = join(tmp, 'interrupted');
-    const child = spawn(process.execPath, [join(ROOT, 'bin/etam.js'), 'track', BEDROOM, '-w', TINY, '--object', 'point=528,324',
-      '--frames', '60', '--no-overlay', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    const exited = new Promise<number | null>((res) => child.on('close', (code) => res(code)));
-    const dir = join(out, 'masks', 'obj1');
-    for (let i = 0; i < 600 && !(existsSync(dir) && readdirSync(dir).length >= 2); i++) await new Promise((r) => setTimeout(r, 100));
-    child.kill('SIGINT');
-    const code = await exited;
-    expect(code, stderr).toBe(130);
-    expect(stdout).toMatch(/interrupted/);
+    const p = await trackUntil('interrupted', 2);
+    const { outDir: out, dir } = p;
+    p.child.kill('SIGINT');
+    const code = await p.exited;
+    expect(code, p.out.stderr).toBe(130);
+    expect(p.out.stdout).toMatch(/interrupted \(Ctrl-C\)/);
     const pngs = readdirSync(dir).sort();
     expect(pngs.length).toBeGreaterThanOrEqual(2);
     expect(pngs.length).toBeLessThan(60);
     const coco = JSON.parse(readFileSync(join(out, 'masks.json'), 'utf8')) as Coco;
     expect(coco.images.map((i) => `${i.file_name.replace('.jpg', '.png')}`)).toEqual(pngs);
     await checkRle(coco, (a) => join(dir, `${String(a.image_id).padStart(5, '0')}.png`));
+    expect(temps(out)).toEqual([]);
+  }, 120_000);
+
+  it('SIGTERM stops like Ctrl-C (exit 143); SIGHUP too (the handlers, exit 129)', async () => {
+    const p = await trackUntil('sigterm', 1);
+    const { outDir: out, dir } = p;
+    p.child.kill('SIGTERM');
+    expect(await p.exited, p.out.stderr).toBe(143);
+    expect(p.out.stdout).toMatch(/interrupted \(SIGTERM\)/);
+    const coco = JSON.parse(readFileSync(join(out, 'masks.json'), 'utf8')) as Coco;
+    expect(coco.images.map((i) => `${i.file_name.replace('.jpg', '.png')}`)).toEqual(readdirSync(dir).sort());
+    expect(temps(out)).toEqual([]);
+
+    // SIGHUP (the terminal closed) goes through the same handlers, in this process: a first one
+    // asks to stop, a second closes the files and exits 129
+    const stops: string[] = [];
+    const exit = vi.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
+    const quit = vi.fn(async () => undefined);
+    const s = new StopSignals((sig) => stops.push(sig), quit).install();
+    try {
+      process.emit('SIGHUP', 'SIGHUP');
+      expect(stops).toEqual(['SIGHUP']);
+      expect(s.stopping).toBe(true);
+      expect(s.exitCode).toBe(129);
+      expect(exit).not.toHaveBeenCalled();
+      process.emit('SIGINT', 'SIGINT');
+      await vi.waitFor(() => expect(exit).toHaveBeenCalledWith(129));
+      expect(quit).toHaveBeenCalledTimes(1);
+    } finally {
+      s.uninstall();
+      exit.mockRestore();
+    }
+  }, 120_000);
+
+  it('a second Ctrl-C stops at once and still leaves a valid masks.json and overlay.mp4 (or none), no partial files', async () => {
+    const p = await trackUntil('interrupted-twice', 3, []); // with overlays and overlay.mp4
+    const { outDir: out, dir } = p;
+    p.child.kill('SIGINT');
+    await p.until(() => /stopping after this frame/.test(p.out.stderr));
+    p.child.kill('SIGINT');
+    expect(await p.exited, p.out.stderr).toBe(130);
+    const pngs = readdirSync(dir).sort();
+    expect(temps(out)).toEqual([]);
+    // masks.json: complete for the frames whose PNGs are there (it is renamed into place only when complete)
+    if (existsSync(join(out, 'masks.json'))) {
+      const coco = JSON.parse(readFileSync(join(out, 'masks.json'), 'utf8')) as Coco;
+      expect(coco.images.map((i) => `${i.file_name.replace('.jpg', '.png')}`)).toEqual(pngs);
+    }
+    if (haveFfmpeg() && existsSync(join(out, 'overlay.mp4'))) {
+      const probe = spawnSync('ffprobe', ['-v', 'error', '-count_frames', '-select_streams', 'v:0', '-show_entries', 'stream=nb_read_frames', '-of', 'csv=p=0', join(out, 'overlay.mp4')], { encoding: 'utf8' });
+      expect(probe.status, probe.stderr).toBe(0);
+      const n = Number(probe.stdout.trim());
+      expect(n).toBeGreaterThanOrEqual(1);
+      expect(n).toBeLessThanOrEqual(readdirSync(join(out, 'overlays')).length);
+    }
+    console.log(`second Ctrl-C: ${pngs.length} frames kept, masks.json ${existsSync(join(out, 'masks.json')) ? 'valid' : 'absent'}, ` +
+      `overlay.mp4 ${existsSync(join(out, 'overlay.mp4')) ? 'valid' : 'absent'}; stderr:\n${p.out.stderr}`);
   }, 120_000);
 });
 
@@ -245,6 +404,31 @@ describe('errors a person can act on', () => {
     const help = await cli('track', '--help');
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/--object SPEC/);
+    // another command's way of giving prompts: what to type instead
+    for (const flag of ['--point', '-p']) {
+      const t = await cli('track', BEDROOM, '-w', TINY, flag, '528,324', '-o', tmp);
+      expect(t.code).toBe(2);
+      expect(t.stderr).toMatch(/unknown option (--point|-p): track takes each object's prompts in one --object: --object 'point=x,y'/);
+    }
+    expect((await cli('segment', img, '-w', TINY, '--object', 'point=1,2', '-o', tmp)).stderr).toMatch(/segment takes --point x,y/);
+  });
+
+  it('a failed run leaves no output folder behind', async () => {
+    const cases: [string, string[], RegExp][] = [
+      ['no --weights', ['segment', img, '--point', '5,5'], /--weights is required/],
+      ['a missing image', ['segment', join(tmp, 'nope.jpg'), '-w', TINY, '--point', '5,5'], /cannot read .*nope\.jpg as an image/],
+      ['a point off the image', ['segment', img, '-w', TINY, '--point', '5000,5'], /off the image/],
+      ['a missing video', ['track', join(tmp, 'nope.mp4'), '-w', TINY, '--object', 'point=5,5'], /no such folder or video file/],
+      ['a frame that does not exist', ['track', BEDROOM, '-w', TINY, '--object', 'frame=999 point=5,5'], /frame 999 does not exist/],
+      ['weights that do not fit', ['track', BEDROOM, '-w', join(TINY, 'tensors.safetensors'), '--object', 'point=5,5'], /do not fit the model/],
+    ];
+    for (const [what, args, message] of cases) {
+      const out = join(tmp, 'never', 'made');
+      const r = await cli(...args, '-o', out);
+      expect(r.code, what).not.toBe(0);
+      expect(r.stderr, what).toMatch(message);
+      expect(existsSync(join(tmp, 'never')), `${what}: the output folder was created`).toBe(false);
+    }
   });
 
   it('missing or wrong weights', async () => {
@@ -276,6 +460,56 @@ describe('errors a person can act on', () => {
     const r = await cli('segment', img, '-w', TINY, '--point', '5,5', '-o', join(file, 'out'));
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/cannot write to the output folder .*a-file\/out: a file is in the way/);
+  });
+
+  it('a full disk: segment says which file could not be written; no partial file is left', async () => {
+    for (const [k, [file, match]] of ([['masks.json', /masks\.json/], ['mask_obj1_0.png', /mask_obj1_0\.png/]] as const).entries()) {
+      const out = join(tmp, `full-segment-${k}`);
+      const undo = fullDiskFor(match);
+      let r;
+      try {
+        r = await cli('segment', img, '-w', TINY, '--point', '528,324', '--quiet', '-o', out);
+      } finally {
+        undo();
+      }
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`^etam segment: error: cannot write .*${file.replace('.', '\\.')}: the disk is full$`, 'm'));
+      expect(r.stderr).not.toMatch(/unexpected error|^\s+at /m);
+      expect(existsSync(join(out, file))).toBe(false);
+      expect(temps(out)).toEqual([]);
+    }
+  });
+
+  it('a full disk: track stops with the file named, masks.json complete for the frames written before', async () => {
+    const out = join(tmp, 'full-track');
+    const undo = fullDiskFor(/00003\.png/);
+    let r;
+    try {
+      r = await cli('track', BEDROOM, '-w', TINY, '--object', 'point=528,324', '--frames', '6', '--quiet', '-o', out);
+    } finally {
+      undo();
+    }
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/cannot write .*masks\/obj1\/00003\.png: the disk is full/);
+    expect(r.stderr).toMatch(/the 3 frames tracked before it are written/);
+    expect(r.stderr).not.toMatch(/unexpected error|^\s+at /m);
+    expect(readdirSync(join(out, 'masks/obj1')).sort()).toEqual(['00000.png', '00001.png', '00002.png']);
+    const coco = JSON.parse(readFileSync(join(out, 'masks.json'), 'utf8')) as Coco;
+    expect(coco.images.map((i) => i.id)).toEqual([0, 1, 2]);
+    expect(temps(out)).toEqual([]);
+
+    // the disk full from the start: masks.json cannot be finished, so there is none
+    const out2 = join(tmp, 'full-track-json');
+    const undo2 = fullDiskFor(/masks\.json/);
+    try {
+      r = await cli('track', BEDROOM, '-w', TINY, '--object', 'point=528,324', '--frames', '2', '--quiet', '--no-overlay', '-o', out2);
+    } finally {
+      undo2();
+    }
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/cannot write .*masks\.json: the disk is full/);
+    expect(existsSync(join(out2, 'masks.json'))).toBe(false);
+    expect(temps(out2)).toEqual([]);
   });
 
   it('an unreadable frame stops the run with its name; the frames before it are written', async () => {
@@ -316,13 +550,70 @@ describe('etam info, convert, the bin', () => {
     expect(r.stdout).toMatch(/dtypes: +F32 /);
   });
 
-  it('convert: the golden checkpoint to the same tensors as its weights.safetensors', async () => {
-    const dst = join(tmp, 'converted.safetensors');
+  it('info on a file that is no official variant and has no config: what it holds and what it would need', async () => {
+    const dir = join(tmp, 'no-config');
+    mkdirSync(dir);
+    copyFileSync(join(TINY, 'weights.safetensors'), join(dir, 'model.safetensors'));
+    const r = await cli('info', join(dir, 'model.safetensors'), '--tensors');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/parameters: [\d,]+ \([\d.]+ M\) in 307 tensors/);
+    expect(r.stdout).toMatch(/^model: +unknown: .*the ViT width is 48, which is no official variant's/m);
+    expect(r.stdout).toMatch(/^needs: +to run it, the model config \(--config FILE, or a config\.json beside the weights/m);
+    expect(r.stdout).toMatch(/^ {2}image_encoder\.trunk +\d+ tensors +[\d.]+ M +F32$/m);
+    expect(r.stdout).toMatch(/^ {2}sam_mask_decoder\.iou_token\.weight {2}F32 \[1, 64\]$/m);
+    // with a config beside it that the tensors do not fit, it says so
+    const bad = await cli('info', join(TINY, 'tensors.safetensors'));
+    expect(bad.code, bad.stderr).toBe(0);
+    expect(bad.stdout).toMatch(/^tensors: +does not fit: 307 missing/m);
+    expect((await cli('info', join(TINY, 'weights.safetensors'))).stdout).toMatch(/^tensors: +every tensor the model needs, and nothing else$/m);
+  });
+
+  it('convert: the golden checkpoint to the same tensors as its weights.safetensors, into a folder it creates', async () => {
+    const dst = join(tmp, 'new', 'folder', 'converted.safetensors');
     const r = await cli('convert', join(TINY, 'checkpoint.pt'), dst);
     expect(r.code, r.stderr).toBe(0);
     const a = await readSafetensorsFile(dst), b = await readSafetensorsFile(join(TINY, 'weights.safetensors'));
     expect(a.names().sort()).toEqual(b.names().sort());
+    expect(temps(join(tmp, 'new'))).toEqual([]);
     expect((await cli('convert', join(tmp, 'missing.pt'), dst)).stderr).toMatch(/cannot read .*missing\.pt: no such file/);
+    const st = await cli('convert', join(TINY, 'weights.safetensors'), join(tmp, 'again.safetensors'));
+    expect(st.code).toBe(2);
+    expect(st.stderr).toMatch(/weights\.safetensors is already a safetensors file: nothing to convert/);
+    expect(existsSync(join(tmp, 'again.safetensors'))).toBe(false);
+  });
+
+  it('convert on a full disk: the file named, nothing left (no partial output)', async () => {
+    const dst = join(tmp, 'full', 'converted.safetensors');
+    const undo = fullDiskFor(/converted\.safetensors/);
+    let r;
+    try {
+      r = await cli('convert', join(TINY, 'checkpoint.pt'), dst);
+    } finally {
+      undo();
+    }
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^etam convert: error: cannot write .*converted\.safetensors: the disk is full$/m);
+    expect(walk(join(tmp, 'full'))).toEqual([]);
+  });
+
+  it('convert: SIGTERM while converting stops the conversion there (exit 143, nothing written)', async () => {
+    const dst = join(tmp, 'stopped', 'converted.safetensors');
+    const before = process.listenerCount('SIGTERM');
+    // If the signal came too late (while writing), that phase would exit the process: make it throw instead.
+    const exit = vi.spyOn(process, 'exit').mockImplementation(((code: number) => { throw new Error(`process.exit(${code})`); }) as never);
+    try {
+      const run = cli('convert', join(TINY, 'checkpoint.pt'), dst);
+      // the conversion's handlers are installed once the file is read; the conversion then yields
+      // to the event loop between its slices, where this signal lands
+      while (process.listenerCount('SIGTERM') === before) await new Promise((r) => setImmediate(r));
+      process.emit('SIGTERM');
+      const r = await run;
+      expect(r.code).toBe(143);
+      expect(existsSync(join(tmp, 'stopped'))).toBe(false);
+      expect(process.listenerCount('SIGTERM')).toBe(before);
+    } finally {
+      exit.mockRestore();
+    }
   });
 
   it('bin/etam.js runs the CLI (through tsx when there is no build)', () => {

@@ -2,69 +2,17 @@ import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { CheckpointError, convertCheckpoint, convertFile, readCheckpoint } from '../src/convert/convert.js';
 import { PickleError } from '../src/convert/pickle.js';
-import { crc32, ZipError } from '../src/convert/zip.js';
+import { ZipError } from '../src/convert/zip.js';
 import { f16ToF32, f32ToF16Array } from '../src/gpu/half.js';
 import { parseSafetensors, readSafetensorsFile } from '../src/io/safetensors.js';
+import { checkpointZip, makeZip, Pickle } from './checkpoints.js';
+import { errorOf } from './helpers.js';
 
 const TINY = '/work/shared/golden/tiny';
 const tinyPt = () => new Uint8Array(readFileSync(`${TINY}/checkpoint.pt`));
 const enc = new TextEncoder();
 
-// ---- a STORED zip writer (local headers, central directory, end record) ----
-
-const le = (n: number, bytes: number) => Array.from({ length: bytes }, (_, i) => Math.floor(n / 256 ** i) % 256);
-
-function makeZip(entries: [string, Uint8Array][]): Uint8Array {
-  const parts: number[] = [];
-  const central: number[] = [];
-  for (const [name, data] of entries) {
-    const nb = [...enc.encode(name)];
-    const common = [...le(20, 2), ...le(0, 2), ...le(0, 2), ...le(0, 4), ...le(crc32(data), 4),
-      ...le(data.length, 4), ...le(data.length, 4), ...le(nb.length, 2), ...le(0, 2)];
-    central.push(...le(0x02014b50, 4), ...le(20, 2), ...common, ...le(0, 2), ...le(0, 2), ...le(0, 2), ...le(0, 4),
-      ...le(parts.length, 4), ...nb);
-    parts.push(...le(0x04034b50, 4), ...common, ...nb, ...data);
-  }
-  const cdOffset = parts.length;
-  return new Uint8Array([...parts, ...central, ...le(0x06054b50, 4), ...le(0, 4), ...le(entries.length, 2),
-    ...le(entries.length, 2), ...le(central.length, 4), ...le(cdOffset, 4), ...le(0, 2)]);
-}
-
-const checkpointZip = (pkl: Uint8Array, storages: Record<string, Uint8Array> = {}, extra: [string, Uint8Array][] = []) =>
-  makeZip([['archive/data.pkl', pkl], ...Object.entries(storages).map(([k, v]) => [`archive/data/${k}`, v] as [string, Uint8Array]),
-    ['archive/version', enc.encode('3\n')], ...extra]);
-
-// ---- a pickle writer: just the opcodes torch.save emits ----
-
-class Pickle {
-  private b: number[] = [0x80, 2]; // PROTO 2
-  op(...bytes: number[]) { this.b.push(...bytes); return this; }
-  str(s: string) { const u = [...enc.encode(s)]; return this.op(0x58, ...le(u.length, 4), ...u); } // BINUNICODE
-  int(n: number) { return n >= 0 && n < 256 ? this.op(0x4b, n) : this.op(0x4a, ...le(n >>> 0, 4)); } // BININT1 / BININT
-  global(module: string, name: string) { return this.op(0x63, ...enc.encode(`${module}\n${name}\n`)); }
-  ints(xs: number[]) { this.op(0x28); xs.forEach((x) => this.int(x)); return this.op(0x74); } // MARK ... TUPLE
-  put(i: number) { return this.op(0x71, i); } // BINPUT
-  get(i: number) { return this.op(0x68, i); } // BINGET
-  /** _rebuild_tensor_v2(('storage', torch.<cls>, key, 'cpu', numel), offset, size, stride, False, OrderedDict()) */
-  tensor(cls: string, key: string, numel: number, offset: number, size: number[], stride: number[]) {
-    this.global('torch._utils', '_rebuild_tensor_v2').op(0x28);
-    this.op(0x28).str('storage').global('torch', cls).str(key).str('cpu').int(numel).op(0x74, 0x51); // TUPLE BINPERSID
-    this.int(offset).ints(size).ints(stride).op(0x89); // NEWFALSE
-    return this.global('collections', 'OrderedDict').op(0x29, 0x52, 0x74, 0x52); // EMPTY_TUPLE REDUCE TUPLE REDUCE
-  }
-  bytes() { return new Uint8Array([...this.b, 0x2e]); } // STOP
-}
-
 const bytesOf = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-
-function errorOf(f: () => unknown): Error {
-  try {
-    f();
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected an error');
-}
 
 describe('convert: the tiny golden checkpoint', () => {
   it('gives exactly the tensors of weights.safetensors', async () => {

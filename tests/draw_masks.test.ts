@@ -1,11 +1,12 @@
 /**
  * drawMasks renders into an rgba8unorm / bgra8unorm texture in Node; the pixels are copied back
- * and compared with maskOverlay of resizeBilinear's logits (no image) and a CPU blend (image).
+ * and compared with the overlay of the upsampled logits (no image) and a CPU blend (image).
  */
 import { describe, expect, it } from 'vitest';
 import type { GpuContext } from '../src/gpu/context.js';
 import { drawMasks } from '../src/kernels/draw_masks.js';
-import { maskOverlay, resizeBilinear } from '../src/kernels/mask_ops.js';
+import { resizeBilinear } from '../src/kernels/mask_ops.js';
+import { upsampleTensor } from '../src/kernels/mask_upsample.js';
 import { gpu, randn, rng } from './helpers.js';
 
 const TEX = { COPY_SRC: 0x01, COPY_DST: 0x02, TEXTURE_BINDING: 0x04, RENDER_ATTACHMENT: 0x10 };
@@ -48,13 +49,13 @@ const COLORS: [number, number, number][] = [[30, 144, 255], [255, 64, 64], [64, 
 const O = 3, h = 20, w = 24, H = 37, W = 53;
 
 describe('drawMasks', () => {
-  it('without an image equals maskOverlay of the upsampled logits (straight alpha)', async () => {
+  it('without an image equals the overlay of the upsampled logits (straight alpha)', async () => {
     const ctx = await gpu();
     const logits = ctx.upload(smoothLogits(O, h, w, 1), [O, h, w]);
     const tex = target(ctx, W, H);
     drawMasks(ctx, { logits, target: tex, colors: COLORS, alpha: 128 / 255 });
     const drawn = await readTexture(ctx, tex);
-    const overlay = new Uint8Array((await maskOverlay(ctx, resizeBilinear(ctx, logits, H, W), COLORS, 128).read()).buffer);
+    const overlay = new Uint8Array((await upsampleTensor(ctx, logits, { H, W, mode: 'overlay', colors: COLORS, alpha: 128 }).read()).buffer);
     let bad = 0, covered = 0;
     for (let i = 0; i < W * H * 4; i++) if (drawn[i] !== overlay[i]) bad++;
     for (let i = 0; i < W * H; i++) if (overlay[i * 4 + 3]) covered++;
@@ -80,7 +81,7 @@ describe('drawMasks', () => {
     const tex = target(ctx, W, H);
     drawMasks(ctx, { logits, target: tex, colors: COLORS, alpha: 1, threshold: 0.3 });
     const drawn = await readTexture(ctx, tex);
-    const overlay = new Uint8Array((await maskOverlay(ctx, logits, COLORS, 255, 0.3).read()).buffer);
+    const overlay = new Uint8Array((await upsampleTensor(ctx, logits, { H, W, mode: 'overlay', colors: COLORS, alpha: 255, threshold: 0.3 }).read()).buffer);
     expect(Array.from(drawn)).toEqual(Array.from(overlay));
     tex.destroy();
   });
@@ -94,7 +95,7 @@ describe('drawMasks', () => {
     const image = ctx.device.createTexture({ size: [W, H], format: 'rgba8unorm', usage: TEX.TEXTURE_BINDING | TEX.COPY_DST });
     ctx.device.queue.writeTexture({ texture: image }, img, { bytesPerRow: W * 4 }, [W, H]);
     const alpha = 0.4;
-    const overlay = new Uint8Array((await maskOverlay(ctx, resizeBilinear(ctx, logits, H, W), COLORS, 255).read()).buffer);
+    const overlay = new Uint8Array((await upsampleTensor(ctx, logits, { H, W, mode: 'overlay', colors: COLORS, alpha: 255 }).read()).buffer);
     for (const format of ['rgba8unorm', 'bgra8unorm'] as const) {
       const tex = target(ctx, W, H, format);
       drawMasks(ctx, { logits, target: tex, image, colors: COLORS, alpha });

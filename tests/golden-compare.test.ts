@@ -4,7 +4,7 @@ import { f32ToF16Array } from '../src/gpu/half.js';
 import {
   compare, compareMaskLogits, compareMasks, floatBound, formatTable, packBits, toleranceRule, unpackBits,
 } from '../src/golden/compare.js';
-import { formatGroups, formatReport, groupByPrefix, runGolden, type CaseData, type GoldenStage } from '../src/golden/case.js';
+import { bfloat16Elements, compareWithReference, formatGroups, formatReport, groupByPrefix, runGolden, type CaseData, type GoldenStage } from '../src/golden/case.js';
 import type { GpuContext } from '../src/gpu/context.js';
 import { randn } from './helpers.js';
 
@@ -30,6 +30,48 @@ describe('float comparison', () => {
     expect(compare('x', new Float32Array([10, -20, Infinity, 0]), ref, 'f32').pass).toBe(false);
     expect(compare('x', new Float32Array(3), ref, 1).note).toMatch(/length 3, reference 4/);
   });
+  it('bfloat16 memories: 2^-7 * |ref| added to the bound of each element stored so, and only those', () => {
+    // f16 rule: 3e-3 * 3 = 9e-3. Element 0 (|ref| 3, stored in bfloat16) may be one bfloat16 step
+    // (2^-6 = 1.5625e-2 for values in [2, 4)) off: its bound is 9e-3 + 3 * 2^-7 = 3.24e-2.
+    const r = new Float32Array([3, -3, 0.5, 0]);
+    const step = (v: number) => r.map((x, i) => (i === 0 ? x + v : x));
+    const plain = compare('m', step(2 ** -6), r, 'f16');
+    expect(plain.pass).toBe(false);
+    const bf = compare('m', step(2 ** -6), r, 'f16', { bfloat16Elements: 2 });
+    expect(bf).toMatchObject({ pass: true, bfloat16Elements: 2 });
+    expect(bf.bound).toBeCloseTo(9e-3 + 3 * 2 ** -7, 9);
+    expect(bf.maxAbsErr).toBeCloseTo(2 ** -6, 9);
+    // four steps is too far
+    expect(compare('m', step(2 ** -4), r, 'f16', { bfloat16Elements: 2 }).pass).toBe(false);
+    // an element outside the first bfloat16Elements keeps the plain bound
+    const third = r.map((x, i) => (i === 2 ? x + 1e-2 : x));
+    expect(compare('m', third, r, 'f16', { bfloat16Elements: 2 }).pass).toBe(false);
+    expect(compare('m', third, r, 'f16', { bfloat16Elements: 3 }).pass).toBe(true); // 9e-3 + 0.5 * 2^-7 = 1.29e-2
+    const far = r.map((x, i) => (i === 3 ? x + 1e-2 : x)); // |ref| 0 gets nothing extra
+    expect(compare('m', far, r, 'f16', { bfloat16Elements: 4 }).pass).toBe(false);
+    expect(formatTable([bf])).toMatch(/bf16 3\.24e-2 +pass/);
+  });
+
+  it('bfloat16 elements by reference name: maskmem_features whole, the spatial part of memory_attention.in.memory', () => {
+    const mem = new Float32Array(6 * 2).fill(3); // 6 tokens of dim 2: 4 spatial, 2 pointer tokens
+    const tensors = parseSafetensors(writeSafetensors({
+      'video.pass1.frame0.obj1.maskmem_features': { dtype: 'F32', shape: [2, 2, 2], data: new Float32Array(8).fill(3) },
+      'module.memory_attention.in.memory': { dtype: 'F32', shape: [6, 1, 2], data: mem },
+      'module.memory_attention.in.num_obj_ptr_tokens': { dtype: 'F32', shape: [1], data: Float32Array.of(2) },
+      'video.pass1.frame0.obj1.obj_ptr': { dtype: 'F32', shape: [2], data: Float32Array.of(3, 3) },
+    }));
+    const weights = parseSafetensors(writeSafetensors({ w: { dtype: 'F16', shape: [1], data: f32ToF16Array(new Float32Array([1])) } }));
+    const c: CaseData = { dir: '/fake', config: {}, weights, tensors, rule: toleranceRule(weights) };
+    expect(bfloat16Elements(c, 'video.pass1.frame0.obj1.maskmem_features')).toBe(8);
+    expect(bfloat16Elements(c, 'module.memory_attention.in.memory')).toBe(8);
+    expect(bfloat16Elements(c, 'video.pass1.frame0.obj1.obj_ptr')).toBe(0);
+    const off = (n: number, at: number) => Float32Array.from({ length: n }, (_, i) => (i === at ? 3 + 2 ** -6 : 3));
+    expect(compareWithReference(c, 'video.pass1.frame0.obj1.maskmem_features', off(8, 7)).pass).toBe(true);
+    expect(compareWithReference(c, 'module.memory_attention.in.memory', off(12, 7)).pass).toBe(true); // a spatial token
+    expect(compareWithReference(c, 'module.memory_attention.in.memory', off(12, 8)).pass).toBe(false); // a pointer token
+    expect(compareWithReference(c, 'video.pass1.frame0.obj1.obj_ptr', off(2, 0)).pass).toBe(false);
+  });
+
   it('the rule follows the weights dtype', () => {
     const f32 = parseSafetensors(writeSafetensors({ a: { dtype: 'F32', shape: [1], data: new Float32Array(1) } }));
     const f16 = parseSafetensors(writeSafetensors({ a: { dtype: 'F16', shape: [1], data: new Uint16Array(1) } }));

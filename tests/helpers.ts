@@ -1,5 +1,6 @@
 /** Shared test helpers: one GPU context per test file, seeded random data, error measures. */
 import { GpuContext } from '../src/gpu/context.js';
+import type { ImageSource } from '../src/kernels/preprocess.js';
 
 let ctxPromise: Promise<GpuContext> | null = null;
 
@@ -72,4 +73,45 @@ export function randomImage(W: number, H: number, seed: number): { data: Uint8Ar
   const data = new Uint8Array(W * H * 4);
   for (let i = 0; i < data.length; i++) data[i] = Math.floor(r() * 256);
   return { data, width: W, height: H, channels: 4 };
+}
+
+/** The error `f` throws (a test fails when it throws none). */
+export function errorOf(f: () => unknown): Error {
+  try {
+    f();
+  } catch (e) {
+    return e as Error;
+  }
+  throw new Error('expected an error');
+}
+
+/**
+ * The ```ts code blocks of README.md's section `heading` (e.g. '## Using it'), in order: tests run
+ * and compile them as they are written there, so the README cannot drift from the code.
+ */
+export async function readmeBlocks(heading: string): Promise<string[]> {
+  const { readFileSync } = await import('node:fs');
+  const text = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  const start = text.indexOf(`\n${heading}\n`);
+  if (start < 0) throw new Error(`README.md has no section '${heading}'`);
+  const level = heading.split(' ')[0]!;
+  const rest = text.slice(start + heading.length + 2);
+  const end = rest.search(new RegExp(`\\n${level} `));
+  const section = end < 0 ? rest : rest.slice(0, end);
+  return [...section.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
+}
+
+/** Frame i of a generated 96x64 RGB video: a textured background and a disc moving across it. */
+export function movingDiscFrame(i: number): ImageSource {
+  const W = 96, H = 64;
+  const data = new Uint8Array(W * H * 3);
+  const cx = 20 + 50 * (0.5 + 0.5 * Math.sin(i / 15)), cy = 32 + 12 * Math.cos(i / 11);
+  for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
+    const o = (y * W + x) * 3;
+    const inside = (x - cx) ** 2 + (y - cy) ** 2 < 14 ** 2;
+    data[o] = inside ? 230 : (x * 7 + y * 3 + i) & 127;
+    data[o + 1] = inside ? 40 : (x * 2 + y * 5) & 127;
+    data[o + 2] = inside ? 60 : 90;
+  }
+  return { data, width: W, height: H, channels: 3 };
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { erfF32 } from '../src/kernels/matmul.js';
 import {
-  broadcastAdd, copyRows, maskBytes, maskOverlay, resizeBilinear, resizeBilinearCpu, selectMasks, selectToken, unary,
+  broadcastAdd, copyRows, resizeBilinear, resizeBilinearCpu, selectMasks, selectToken, unary,
 } from '../src/kernels/mask_ops.js';
 import { gpu, maxAbsDiff, randn } from './helpers.js';
 
@@ -69,20 +69,5 @@ describe('mask ops', () => {
     // hand-checked values: 2 -> 4 upsampling of [0, 1]: 0, 0.25, 0.75, 1
     const o = await resizeBilinear(ctx, ctx.upload(Float32Array.from([0, 1]), [1, 2]), 1, 4).read();
     expect(maxAbsDiff(o, [0, 0.25, 0.75, 1])).toBeLessThan(1e-7);
-  });
-
-  it('maskBytes and maskOverlay', async () => {
-    const ctx = await gpu();
-    const n = 2 * 5 * 7;
-    const x = randn(n, 8);
-    const t = ctx.upload(x, [2, 5, 7]);
-    const words = await maskBytes(ctx, t).read();
-    const bytes = new Uint8Array(words.buffer, 0, n);
-    expect(Array.from(bytes)).toEqual(Array.from(x, (v) => (v > 0 ? 1 : 0)));
-    const ov = new Uint8Array((await maskOverlay(ctx, t, [[10, 20, 30], [40, 50, 60]], 200).read()).buffer);
-    for (let i = 0; i < 35; i++) {
-      const exp = x[35 + i]! > 0 ? [40, 50, 60, 200] : x[i]! > 0 ? [10, 20, 30, 200] : [0, 0, 0, 0];
-      expect(Array.from(ov.subarray(i * 4, i * 4 + 4))).toEqual(exp);
-    }
   });
 });

@@ -3,7 +3,7 @@
  * tensors.safetensors) into the same `CaseData` that src/golden/case.ts reads from disk, so the
  * same stages, comparisons and bounds apply (src/golden/compare.ts).
  */
-import { fetchSafetensors } from '../io/safetensors.js';
+import { loadWeights } from '../weights/load.js';
 import type { CaseData } from '../golden/case.js';
 import { toleranceRule } from '../golden/compare.js';
 
@@ -14,8 +14,8 @@ export async function fetchCase(baseUrl: string): Promise<CaseData> {
   if (!res.ok) throw new Error(`${base}config.json: HTTP ${res.status} ${res.statusText}`);
   const config: unknown = await res.json();
   const [weights, tensors] = await Promise.all([
-    fetchSafetensors(`${base}weights.safetensors`),
-    fetchSafetensors(`${base}tensors.safetensors`),
+    loadWeights(`${base}weights.safetensors`),
+    loadWeights(`${base}tensors.safetensors`),
   ]);
   return { dir: base, config, weights, tensors, rule: toleranceRule(weights) };
 }

@@ -44,6 +44,8 @@ export interface CommandSpec {
   options: OptionSpec[];
   /** how many positional arguments: [min, max] */
   positionals: [number, number];
+  /** what to say about an option this command does not take (long name -> hint), e.g. another command's */
+  hints?: Record<string, string>;
 }
 
 export type OptionValue = boolean | string | number | string[] | number[];
@@ -117,12 +119,18 @@ export function parseArgs(spec: CommandSpec, argv: readonly string[]): ParsedArg
       inline = eq >= 0 ? a.slice(eq + 1) : undefined;
       o = byLong.get(name);
       if (!o) {
+        const hint = spec.hints && Object.hasOwn(spec.hints, name) ? spec.hints[name] : undefined;
+        if (hint) throw usageError(spec.name, `unknown option --${name}: ${hint}`);
         const guess = closest(name, [...byLong.keys()]);
         throw usageError(spec.name, `unknown option --${name}${guess ? ` (did you mean --${guess}?)` : ''}`);
       }
     } else {
       o = byShort.get(a.slice(1, 2));
-      if (!o || a.length > 2) throw usageError(spec.name, `unknown option ${a}`);
+      if (!o || a.length > 2) {
+        const long = { p: 'point', b: 'box' }[a.slice(1)];
+        const hint = long && spec.hints && Object.hasOwn(spec.hints, long) ? spec.hints[long] : undefined;
+        throw usageError(spec.name, `unknown option ${a}${hint ? `: ${hint}` : ''}`);
+      }
     }
     if (o.name === 'help') { help = true; continue; }
     if (o.type === 'flag') {

@@ -15,7 +15,10 @@ import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
 import { readdir, stat } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
+import { checkImageSize, ImageSizeError, MAX_IMAGE_PIXELS } from '../io/image_size.js';
+import { loadSharp } from '../io/sharp.js';
 import { CliError } from './args.js';
+import { commitTemp, discardTemp, reserveTemp } from './files.js';
 
 /** Decoded 8-bit RGB pixels, row-major. */
 export interface RgbFrame {
@@ -58,6 +61,16 @@ export async function openFrames(path: string, o: { cacheSize?: number } = {}): 
     throw new CliError(`${path} is one image; track takes a folder of frames or a video (use 'etam segment' for one image)`, 2);
   }
   return VideoFrames.open(path, o.cacheSize ?? 8);
+}
+
+/** Refuses (CliError) a frame size the library does not take, before any frame is decoded. */
+function checkFrameSize(what: string, width: number, height: number): void {
+  try {
+    checkImageSize(what, width, height, { maxPixels: MAX_IMAGE_PIXELS });
+  } catch (e) {
+    if (e instanceof ImageSizeError) throw new CliError(e.message);
+    throw e;
+  }
 }
 
 /** A small most-recently-used cache of decoded frames. */
@@ -116,7 +129,7 @@ class FolderFrames implements FrameReader {
     const files = sortFrameNames(entries.filter((n) => IMAGE_EXTENSIONS.includes(extname(n).toLowerCase())));
     if (files.length === 0) throw new CliError(`${dir}: no frames in it (expected files named like 00000.jpg: ${IMAGE_EXTENSIONS.join(', ')})`, 2);
     const first = join(dir, files[0]!);
-    const { default: sharp } = await import('sharp');
+    const sharp = await loadSharp();
     let meta;
     try {
       meta = await sharp(first).metadata();
@@ -124,6 +137,7 @@ class FolderFrames implements FrameReader {
       throw new CliError(`frame 0 (${first}): cannot read it as an image (${(e as Error).message})`);
     }
     if (!meta.width || !meta.height) throw new CliError(`frame 0 (${first}): the image has no size`);
+    checkFrameSize(`frame 0 (${first})`, meta.width, meta.height);
     return new FolderFrames(dir, files, meta.width, meta.height, cacheSize);
   }
 
@@ -140,8 +154,10 @@ class FolderFrames implements FrameReader {
       const path = join(this.path, file);
       let frame: RgbFrame;
       try {
-        const { default: sharp } = await import('sharp');
-        const { data, info } = await sharp(path).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+        const sharp = await loadSharp();
+        // frames after the first have the first one's size, or are refused before being decoded
+        const { data, info } = await sharp(path, { limitInputPixels: Math.max(this.width * this.height, 1) })
+          .removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
         frame = { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, channels: 3 };
       } catch (e) {
         throw new CliError(`frame ${i} (${path}): cannot read it as an image (${(e as Error).message.split('\n')[0]})`);
@@ -233,7 +249,9 @@ class VideoFrames implements FrameReader {
 
   static open(path: string, cacheSize: number): VideoFrames {
     if (!haveFfmpeg()) throw new CliError(`${path}: reading a video needs ffmpeg. ${NO_FFMPEG}`);
-    return new VideoFrames(path, probe(path), cacheSize);
+    const p = probe(path);
+    checkFrameSize(path, p.width, p.height);
+    return new VideoFrames(path, p, cacheSize);
   }
 
   get numFrames(): number { return this.decodedEnd ?? this.p.numFrames; }
@@ -260,7 +278,8 @@ class VideoFrames implements FrameReader {
     const args = ['-v', 'error', '-nostdin', '-i', this.path, '-map', '0:v:0'];
     if (from > 0) args.push('-vf', `select=gte(n\\,${from})`);
     args.push('-vsync', '0', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-');
-    const proc = spawn(ffmpegPath(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // its own process group: a Ctrl-C at the terminal is for etam, which stops cleanly, not for the decoder
+    const proc = spawn(ffmpegPath(), args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     this.stderr = '';
     proc.stderr.setEncoding('utf8');
     proc.stderr.on('data', (s: string) => { this.stderr = (this.stderr + s).slice(-2000); });
@@ -325,29 +344,41 @@ class VideoFrames implements FrameReader {
 
 // ------------------------------------------------------------------------- writing a video
 
-/** Encodes RGB frames to an H.264 MP4 through ffmpeg (frames piped raw on stdin). */
+/**
+ * Encodes RGB frames to an H.264 MP4 through ffmpeg (frames piped raw on stdin). ffmpeg writes a
+ * temporary file beside the target, renamed when ffmpeg has finished it (files.ts): the MP4 is
+ * complete or absent. ffmpeg runs in its own process group, so a Ctrl-C at the terminal reaches
+ * only etam, which then closes the video properly.
+ */
 export class VideoWriter {
   private readonly proc: ChildProcessByStdio<Writable, null, Readable>;
+  private readonly temp: string;
   private stderr = '';
   private failed: Error | null = null;
   private readonly exited: Promise<number | null>;
+  private closing: Promise<string | null> | null = null;
 
   constructor(readonly path: string, readonly width: number, readonly height: number, fps: number) {
+    this.temp = reserveTemp(path);
     const args = ['-y', '-v', 'error', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${width}x${height}`, '-r', String(fps), '-i', '-',
       // H.264 in yuv420p needs even sides
       '-vf', 'pad=ceil(iw/2)*2:ceil(ih/2)*2', '-c:v', 'libx264', '-preset', 'veryfast', '-crf', '23', '-pix_fmt', 'yuv420p',
-      '-movflags', '+faststart', path];
-    this.proc = spawn(ffmpegPath(), args, { stdio: ['pipe', 'ignore', 'pipe'] });
+      // the temporary name does not say mp4: say it
+      '-movflags', '+faststart', '-f', 'mp4', this.temp];
+    this.proc = spawn(ffmpegPath(), args, { stdio: ['pipe', 'ignore', 'pipe'], detached: true });
     this.proc.stderr.setEncoding('utf8');
     this.proc.stderr.on('data', (s: string) => { this.stderr = (this.stderr + s).slice(-2000); });
     this.proc.on('error', (e) => { this.failed ??= e; });
     this.proc.stdin.on('error', (e) => { this.failed ??= e; });
-    this.exited = new Promise((res) => this.proc.on('close', (code) => res(code)));
+    // leaving without close(): stop ffmpeg rather than let it finish a file no one will rename
+    const killAtExit = () => { this.proc.kill('SIGKILL'); };
+    process.on('exit', killAtExit);
+    this.exited = new Promise((res) => this.proc.on('close', (code) => { process.off('exit', killAtExit); res(code); }));
   }
 
   /** Appends a frame (waits while ffmpeg's input pipe is full). */
   async write(rgb: Uint8Array): Promise<void> {
-    if (this.failed) return;
+    if (this.failed || this.closing) return;
     if (!this.proc.stdin.write(rgb)) {
       await new Promise<void>((res) => {
         const done = () => { this.proc.stdin.off('drain', done); this.proc.off('close', done); res(); };
@@ -357,11 +388,35 @@ export class VideoWriter {
     }
   }
 
-  /** Finishes the file; returns an error message when ffmpeg failed. */
-  async close(): Promise<string | null> {
-    this.proc.stdin.end();
-    const code = await this.exited;
-    if (this.failed || code !== 0) return `ffmpeg could not write ${this.path}: ${this.failed?.message ?? this.stderr.trim().split('\n').pop() ?? `exit code ${code}`}`;
-    return null;
+  /**
+   * Finishes the file and gives it its name; returns an error message when ffmpeg failed (the
+   * partial file is then removed). With `withinMs`, ffmpeg is stopped and the file dropped if it
+   * takes longer than that to finish.
+   */
+  close(withinMs?: number): Promise<string | null> {
+    this.closing ??= (async () => {
+      this.proc.stdin.end();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = withinMs === undefined ? null : new Promise<'timeout'>((res) => { timer = setTimeout(() => res('timeout'), withinMs); });
+      const code = await (timeout ? Promise.race([this.exited, timeout]) : this.exited);
+      if (timer) clearTimeout(timer);
+      if (code === 'timeout') {
+        this.proc.kill('SIGKILL');
+        await this.exited;
+        await discardTemp(this.temp);
+        return `${this.path} not written: ffmpeg did not finish in time`;
+      }
+      if (this.failed || code !== 0) {
+        await discardTemp(this.temp);
+        return `ffmpeg could not write ${this.path}: ${this.failed?.message ?? this.stderr.trim().split('\n').pop() ?? `exit code ${code}`}`;
+      }
+      try {
+        await commitTemp(this.temp, this.path);
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return null;
+    })();
+    return this.closing;
   }
 }

@@ -13,6 +13,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { MissingPackageError } from '../io/packages.js';
+import { DeviceLostError, GpuError } from '../gpu/context.js';
+import { ImageSizeError } from '../io/image_size.js';
+import { PromptError } from '../model/prompts.js';
+import { loadSharp } from '../io/sharp.js';
 import { CliError, helpText, parseArgs, type CommandSpec, type ParsedArgs } from './args.js';
 import { CONVERT, convert } from './convert.js';
 import { INFO, info } from './info.js';
@@ -86,6 +91,11 @@ export async function runCli(argv: readonly string[], out: Output = defaultOutpu
     }
     return await cmd.run(parsed, out);
   } catch (e) {
+    if (e instanceof MissingPackageError || e instanceof GpuError || e instanceof DeviceLostError || e instanceof ImageSizeError || e instanceof PromptError) {
+      // an install away, the GPU's refusal, or an input the library names: not a bug, no stack
+      out.note(`etam${cmd ? ` ${cmd.spec.name}` : ''}: error: ${e.message}`);
+      return 1;
+    }
     if (e instanceof CliError) {
       out.note(`etam${cmd ? ` ${cmd.spec.name}` : ''}: error: ${e.message}`);
       if (e.exitCode === 2 && e.command) out.note(`(etam ${e.command} --help shows the options)`);
@@ -104,7 +114,9 @@ const drain = (): Promise<unknown> => Promise.all([process.stdout, process.stder
 export async function main(argv: readonly string[] = process.argv.slice(2)): Promise<never> {
   // libvips keeps up to 50 MB of decoded images and operations for reuse; every frame is read once
   // here, so the cache would only grow the process (a long track's RSS then stays flat)
-  try { (await import('sharp')).default.cache(false); } catch { /* sharp missing: its commands say so */ }
+  try { (await loadSharp()).cache(false); } catch { /* sharp missing: the commands that need it say so */ }
+  // a terminal that goes away (SIGHUP) or a closed pipe must not turn a clean stop into a crash
+  for (const s of [process.stdout, process.stderr]) s.on('error', () => undefined);
   const code = await runCli(argv);
   await drain();
   // The WebGPU device keeps the event loop alive: leave explicitly.

@@ -17,6 +17,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { GpuContext } from '../gpu/context.js';
 import { EfficientTAM } from '../model/efficienttam.js';
+import { WeightValueError } from '../io/weights.js';
 import { VARIANTS, type EfficientTAMConfig, type Variant } from '../model/config.js';
 import type { SafetensorsFile } from '../io/safetensors.js';
 import { detectVariant, officialVariantOf } from '../weights/variant.js';
@@ -86,13 +87,24 @@ async function readConfig(path: string): Promise<unknown> {
 
 /** Reads the weights (with a progress bar for big files) and picks the config. */
 export async function chooseModel(a: ModelArgs): Promise<ModelChoice> {
-  const path = await weightsPath(a.weights, a.command);
+  checkModelArgs(a);
+  const { path, weights } = await readWeights(a);
+  return { path, weights, ...(await pickConfig(weights, path, a)) };
+}
+
+function checkModelArgs(a: ModelArgs): void {
   if (a.variant !== undefined && !(VARIANTS as readonly string[]).includes(a.variant)) {
     throw usageError(a.command, `--variant ${a.variant} is not one of ${VARIANTS.join(', ')}`);
   }
   if (a.imageSize !== undefined && a.imageSize !== 512 && a.imageSize !== 1024) {
     throw usageError(a.command, `--image-size is 1024 or 512 (the official variants' input sizes), not ${a.imageSize}`);
   }
+}
+
+/** Reads `--weights` (a .safetensors or a .pt converted on the fly), with a progress bar for big files. */
+export async function readWeights(a: ModelArgs): Promise<{ path: string; weights: SafetensorsFile }> {
+  checkModelArgs(a);
+  const path = await weightsPath(a.weights, a.command);
   const size = (await stat(path)).size;
   const bar = new Progress('weights', Math.ceil(size / 2 ** 20), { enabled: !a.quiet && size > 64 * 2 ** 20, unit: 'MiB', rate: false });
   let weights: SafetensorsFile;
@@ -103,7 +115,11 @@ export async function chooseModel(a: ModelArgs): Promise<ModelChoice> {
       '(expected a .safetensors file, e.g. from `etam convert`, or an official EfficientTAM .pt checkpoint)');
   }
   bar.finish();
+  return { path, weights };
+}
 
+/** The config for weights read from `path`: --config, a config.json beside them, or the official variant they are. */
+export async function pickConfig(weights: SafetensorsFile, path: string, a: ModelArgs): Promise<Omit<ModelChoice, 'path' | 'weights'>> {
   const notes: string[] = [];
   let config: EfficientTAMConfig;
   let configFrom: string;
@@ -122,7 +138,7 @@ export async function chooseModel(a: ModelArgs): Promise<ModelChoice> {
       } catch {
         variant = undefined;
       }
-      return { path, weights, config, configFrom, variant, notes };
+      return { config, configFrom, variant, notes };
     }
   }
   try {
@@ -132,9 +148,10 @@ export async function chooseModel(a: ModelArgs): Promise<ModelChoice> {
     configFrom = a.variant ? `--variant ${d.variant}` : `variant ${d.variant} (recognised from the weights; input size from ${d.imageSizeFrom})`;
     for (const n of d.notes) notes.push(n.replace(/pass imageSize: 512/, 'pass --image-size 512').replace(/pass crossAttention .*$/, 'pass --variant efficienttam_*_1 / _2 for those'));
   } catch (e) {
-    throw new CliError(`${(e as Error).message}`);
+    throw new CliError(`${(e as Error).message}\n(a model that is not an official variant needs its config: --config FILE, ` +
+      'or a config.json beside the weights, as in ../shared/golden/tiny)');
   }
-  return { path, weights, config, configFrom, variant, notes };
+  return { config, configFrom, variant, notes };
 }
 
 /** Parameter count and dtypes of a weights file. */
@@ -171,9 +188,17 @@ export async function buildModel(choice: ModelChoice): Promise<{ ctx: GpuContext
   }
   let model: EfficientTAM;
   try {
+    // EfficientTAM.create without its kernel preparation (below): load, then the values' check
     model = EfficientTAM.load(ctx, choice.weights, choice.config);
+    try {
+      await model.checkWeights();
+    } catch (e) {
+      model.release();
+      throw e;
+    }
   } catch (e) {
     ctx.destroy();
+    if (e instanceof WeightValueError) throw new CliError(`the weights ${choice.path} are damaged: ${e.message}`);
     throw new CliError(`the weights ${choice.path} do not fit the model (${choice.configFrom}):\n${(e as Error).message}`);
   }
   // the kernel table `etam tune` stored for this adapter, if any (nothing is timed here), and the

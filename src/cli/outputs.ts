@@ -12,22 +12,26 @@
  *                 still closes a valid file.
  *   overlays      the picture with each object's mask tinted in its colour and outlined.
  */
-import { mkdir, open, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { access, constants, mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { loadSharp } from '../io/sharp.js';
 import { CliError, usageError } from './args.js';
+import { AtomicFile, describeFsError } from './files.js';
 
 // ---------------------------------------------------------------------------------------- PNG
 
 /** A 0/1 mask [H, W] as a PNG (0 / 255 greyscale). */
 export async function maskPng(mask: Uint8Array, width: number, height: number): Promise<Buffer> {
-  const { default: sharp } = await import('sharp');
+  const sharp = await loadSharp();
   const px = new Uint8Array(width * height);
   for (let i = 0; i < px.length; i++) px[i] = mask[i] ? 255 : 0;
-  return sharp(px, { raw: { width, height, channels: 1 } }).png({ compressionLevel: 6 }).toBuffer();
+  // b-w: a 1-channel (greyscale) PNG; without it libvips writes RGB
+  return sharp(px, { raw: { width, height, channels: 1 } }).toColourspace('b-w').png({ compressionLevel: 6 }).toBuffer();
 }
 
 /** A PNG (or any image) file as a 0/1 mask (pixels > 127 are in). */
 export async function readMaskPng(path: string): Promise<{ mask: Uint8Array; width: number; height: number }> {
-  const { default: sharp } = await import('sharp');
+  const sharp = await loadSharp();
   const { data, info } = await sharp(path).extractChannel(0).raw().toBuffer({ resolveWithObject: true });
   const mask = new Uint8Array(info.width * info.height);
   for (let i = 0; i < mask.length; i++) mask[i] = data[i]! > 127 ? 1 : 0;
@@ -36,7 +40,7 @@ export async function readMaskPng(path: string): Promise<{ mask: Uint8Array; wid
 
 /** RGB pixels as a PNG or JPEG file's bytes. */
 export async function encodeRgb(rgb: Uint8Array, width: number, height: number, format: 'png' | 'jpeg'): Promise<Buffer> {
-  const { default: sharp } = await import('sharp');
+  const sharp = await loadSharp();
   const img = sharp(rgb, { raw: { width, height, channels: 3 } });
   return format === 'png' ? img.png().toBuffer() : img.jpeg({ quality: 90 }).toBuffer();
 }
@@ -147,40 +151,55 @@ export function cocoAnnotation(mask: Uint8Array, height: number, width: number, 
 
 /**
  * Writes masks.json as annotations arrive: `{"info", "categories", "annotations": [...], "images": [...]}`.
- * Each annotation is appended (and flushed to the OS) at once; `close` writes the images list and
- * the closing brackets.
+ * The file is written under a temporary name (see files.ts), each annotation appended at once;
+ * `close` writes the images list and the closing brackets and renames it to masks.json, so
+ * masks.json is always either complete and valid or absent.
  */
 export class CocoWriter {
   private count = 0;
   private readonly images: CocoImage[] = [];
-  private closed = false;
+  private closing: Promise<void> | null = null;
 
-  private constructor(private readonly fh: FileHandle, readonly path: string) {}
+  private constructor(private readonly file: AtomicFile, readonly path: string) {}
 
   static async create(path: string, info: Record<string, unknown>, categories: { id: number; name: string }[]): Promise<CocoWriter> {
-    const fh = await open(path, 'w');
-    const w = new CocoWriter(fh, path);
-    await fh.write(`{\n"info": ${JSON.stringify(info)},\n"categories": ${JSON.stringify(categories)},\n"annotations": [`);
+    const file = await AtomicFile.create(path);
+    const w = new CocoWriter(file, path);
+    void w.file.write(`{\n"info": ${JSON.stringify(info)},\n"categories": ${JSON.stringify(categories)},\n"annotations": [`).catch(() => undefined);
     return w;
   }
 
   get annotations(): number { return this.count; }
 
+  /** Adds an image and its annotations; rejects (naming the file) when the write fails. */
   async add(image: CocoImage, annotations: Record<string, unknown>[]): Promise<void> {
-    this.images.push(image);
+    if (this.closing) throw new Error('CocoWriter.add after close');
     let s = '';
+    let n = this.count;
     for (const a of annotations) {
-      s += `${this.count === 0 ? '\n' : ',\n'}${JSON.stringify({ id: this.count + 1, image_id: image.id, ...a })}`;
-      this.count++;
+      s += `${n === 0 ? '\n' : ',\n'}${JSON.stringify({ id: n + 1, image_id: image.id, ...a })}`;
+      n++;
     }
-    if (s) await this.fh.write(s);
+    // counted once written: an image whose annotations did not reach the file is not listed
+    await this.file.write(s);
+    this.count = n;
+    this.images.push(image);
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await this.fh.write(`\n],\n"images": [${this.images.map((i) => `\n${JSON.stringify(i)}`).join(',')}\n]\n}\n`);
-    await this.fh.close();
+  /** Completes the file and gives it its name (once; later calls wait for the first). */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.file.settled();
+      void this.file.write(`\n],\n"images": [${this.images.map((i) => `\n${JSON.stringify(i)}`).join(',')}\n]\n}\n`).catch(() => undefined);
+      await this.file.commit();
+    })();
+    return this.closing;
+  }
+
+  /** Drops the file (nothing is left under either name). */
+  discard(): Promise<void> {
+    this.closing ??= this.file.discard();
+    return this.closing;
   }
 }
 
@@ -220,7 +239,92 @@ export function overlay(rgb: Uint8Array, width: number, height: number, masks: r
   return out;
 }
 
+/** A prompt to draw on an overlay, in image pixels, in its object's colour. */
+export interface DrawnPrompt {
+  points: readonly { x: number; y: number; label: 0 | 1 }[];
+  box?: readonly [number, number, number, number];
+  color: readonly [number, number, number];
+}
+
+/** Sizes of the prompt marks for a W x H picture: they grow with the picture, never below a few pixels. */
+export function promptMarkSizes(width: number, height: number): { radius: number; ring: number; line: number } {
+  const m = Math.min(width, height);
+  return { radius: Math.max(4, Math.round(m / 90)), ring: Math.max(1, Math.round(m / 400)), line: Math.max(2, Math.round(m / 300)) };
+}
+
+/**
+ * Draws prompts over RGB pixels [H, W, 3] (in place): a box as an outline in its object's colour;
+ * a click as a dot in its object's colour, ringed in white for a positive click (label 1), ringed
+ * in black with a black minus sign across it for a negative one (label 0).
+ */
+export function drawPrompts(rgb: Uint8Array, width: number, height: number, prompts: readonly DrawnPrompt[]): Uint8Array {
+  const { radius, ring, line } = promptMarkSizes(width, height);
+  const put = (x: number, y: number, c: readonly [number, number, number]) => {
+    if (x < 0 || y < 0 || x >= width || y >= height) return;
+    const o = (y * width + x) * 3;
+    rgb[o] = c[0]; rgb[o + 1] = c[1]; rgb[o + 2] = c[2];
+  };
+  for (const p of prompts) {
+    if (p.box) {
+      const [x0, y0, x1, y1] = p.box.map(Math.round) as [number, number, number, number];
+      for (let t = 0; t < line; t++) {
+        for (let x = x0 - t; x <= x1 + t; x++) { put(x, y0 - t, p.color); put(x, y1 + t, p.color); }
+        for (let y = y0 - t; y <= y1 + t; y++) { put(x0 - t, y, p.color); put(x1 + t, y, p.color); }
+      }
+    }
+  }
+  // clicks over boxes
+  for (const p of prompts) {
+    for (const q of p.points) {
+      const cx = Math.round(q.x), cy = Math.round(q.y);
+      const edge: [number, number, number] = q.label === 1 ? [255, 255, 255] : [0, 0, 0];
+      const R = radius + ring;
+      for (let dy = -R; dy <= R; dy++) {
+        for (let dx = -R; dx <= R; dx++) {
+          const d2 = dx * dx + dy * dy;
+          if (d2 > R * R) continue;
+          const inner = d2 <= radius * radius;
+          // a minus sign across a negative click's dot
+          const bar = q.label === 0 && inner && Math.abs(dy) < ring && Math.abs(dx) < radius;
+          put(cx + dx, cy + dy, !inner ? edge : bar ? [0, 0, 0] : p.color);
+        }
+      }
+    }
+  }
+  return rgb;
+}
+
 // ------------------------------------------------------------------------------ the folder
+
+/**
+ * Checks, without creating anything, that the output folder could be made and written: the
+ * command line is checked before the inputs are read, and the folder is created only once they
+ * are valid (`prepareOutDir`), so a failed run leaves no empty folder behind.
+ */
+export async function checkOutDir(dir: string | undefined, command: string): Promise<string> {
+  if (!dir) throw usageError(command, '--out is required: the folder to write the masks to');
+  // the nearest part of the path that exists must be a folder we may write in
+  let p = resolve(dir);
+  for (;;) {
+    let st;
+    try {
+      st = await stat(p);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOTDIR') throw new CliError(`cannot write to the output folder ${dir}: a file is in the way`);
+      if (code !== 'ENOENT' || dirname(p) === p) throw new CliError(`cannot write to the output folder ${dir}: ${describeFsError(e)}`);
+      p = dirname(p);
+      continue;
+    }
+    if (!st.isDirectory()) throw new CliError(`cannot write to the output folder ${dir}: a file is in the way (${p})`);
+    try {
+      await access(p, constants.W_OK);
+    } catch (e) {
+      throw new CliError(`cannot write to the output folder ${dir}: ${describeFsError(e)} (${p})`);
+    }
+    return dir;
+  }
+}
 
 /** Creates the output folder (and parents) and checks that files can be written in it. */
 export async function prepareOutDir(dir: string | undefined, command: string): Promise<string> {
@@ -231,11 +335,7 @@ export async function prepareOutDir(dir: string | undefined, command: string): P
     await writeFile(probe, '');
     await rm(probe);
   } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    const why = err.code === 'EACCES' || err.code === 'EPERM' ? 'permission denied'
-      : err.code === 'ENOTDIR' || err.code === 'EEXIST' ? 'a file is in the way' : err.code === 'EROFS' ? 'read-only file system'
-      : err.code === 'ENOSPC' ? 'the disk is full' : err.message;
-    throw new CliError(`cannot write to the output folder ${dir}: ${why}`);
+    throw new CliError(`cannot write to the output folder ${dir}: ${describeFsError(e)}`);
   }
   return dir;
 }

@@ -10,14 +10,15 @@
  *   overlays/<frame>.jpg       the frame with the masks tinted over it
  *   overlay.mp4                the overlays as a video (when ffmpeg is installed)
  */
-import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { resourceUsage } from 'node:process';
 import { VideoPredictor, type VideoPredictorOptions } from '../model/video_predictor.js';
 import { CliError, getFlag, getList, getNumber, getString, usageError, type CommandSpec, type ParsedArgs } from './args.js';
 import { haveFfmpeg, openFrames, VideoWriter, type FrameReader } from './frames.js';
 import { buildModel, chooseModel, MODEL_OPTIONS } from './model.js';
-import { CocoWriter, cocoAnnotation, colorOf, encodeRgb, maskPng, overlay, prepareOutDir } from './outputs.js';
+import { loadSharp } from '../io/sharp.js';
+import { makeDir, StopSignals, writeFileAtomic } from './files.js';
+import { checkOutDir, CocoWriter, cocoAnnotation, colorOf, drawPrompts, encodeRgb, maskPng, overlay, prepareOutDir } from './outputs.js';
 import { checkOnImage, parseObjects, type ObjectPrompt } from './prompts.js';
 import { formatBytes, formatDuration, Progress } from './progress.js';
 import type { Output } from './main.js';
@@ -30,6 +31,11 @@ export const TRACK: CommandSpec = {
     "track VIDEO.mp4 --weights W --object 'frame=0 box=x0,y0,x1,y1' [--reverse] [--start N] [--frames N] --out DIR",
   ],
   positionals: [1, 1],
+  hints: {
+    point: "track takes each object's prompts in one --object: --object 'point=x,y' (on frame 0), or --object 'frame=N point=x,y point=x,y:0'",
+    box: "track takes each object's prompts in one --object: --object 'box=x0,y0,x1,y1' (on frame 0), or --object 'frame=N box=x0,y0,x1,y1'",
+    multimask: 'track keeps one mask per object (the official video predictor picks the best of three on a single click)',
+  },
   options: [
     ...MODEL_OPTIONS,
     { name: 'object', short: 'O', type: 'string', repeat: true, value: 'SPEC',
@@ -45,9 +51,11 @@ export const TRACK: CommandSpec = {
   ],
   details: `Frame numbers count from 0 in the order of the folder's files (sorted by their numbers) or
 of the video. Coordinates are pixels of the frames (x right, y down, from the top-left corner).
-Frames are decoded as they are needed. Outputs in DIR: masks/obj<K>/<frame>.png (0/255),
+Frames are decoded as they are needed. Outputs in DIR: masks/obj<K>/<frame>.png (grey 0/255),
 masks.json (COCO, compressed RLE, column-major, as pycocotools writes it), overlays/<frame>.jpg
-and overlay.mp4 (with ffmpeg). Ctrl-C stops after the current frame; what is written stays.
+and overlay.mp4 (with ffmpeg); the overlays show the prompts too. Every file is written under a
+temporary name and renamed when complete. Ctrl-C (or SIGTERM, SIGHUP) stops after the current
+frame and closes masks.json and overlay.mp4; a second one closes them at once.
 
 example:
   etam track ../shared/data/bedroom --weights ../shared/golden/tiny \\
@@ -86,7 +94,9 @@ export async function track(p: ParsedArgs, out: Output): Promise<number> {
   const withOverlay = !getFlag(p, 'no-overlay');
   const fpsArg = getNumber(p, 'fps');
   if (fpsArg !== undefined && !(fpsArg > 0)) throw usageError(cmd, `--fps ${fpsArg} is not a positive number`);
-  const dir = await prepareOutDir(getString(p, 'out'), cmd);
+  // the folder is made once the frames, the prompts and the weights are known to be good
+  const outArg = await checkOutDir(getString(p, 'out'), cmd);
+  await loadSharp('etam track (it reads frames and writes PNGs with sharp)');
 
   const t0 = performance.now();
   const reader = await openFrames(source);
@@ -107,7 +117,7 @@ export async function track(p: ParsedArgs, out: Output): Promise<number> {
     if (!quiet) for (const n of choice.notes) out.note(`note: ${n}`);
     const { ctx, model } = await buildModel(choice);
     try {
-      return await run({ reader, ctx, model, prompts, order, reverse, start, count, dir, quiet, withOverlay, fpsArg, out, choiceFrom: choice.configFrom, weights: choice.path, source, t0 });
+      return await run({ reader, ctx, model, prompts, order, reverse, start, count, outArg, quiet, withOverlay, fpsArg, out, choiceFrom: choice.configFrom, weights: choice.path, source, t0 });
     } finally {
       ctx.destroy();
     }
@@ -125,7 +135,8 @@ interface RunArgs {
   reverse: boolean;
   start: number | undefined;
   count: number | undefined;
-  dir: string;
+  /** the output folder (created once the prompts are in) */
+  outArg: string;
   quiet: boolean;
   withOverlay: boolean;
   fpsArg: number | undefined;
@@ -137,7 +148,7 @@ interface RunArgs {
 }
 
 async function run(a: RunArgs): Promise<number> {
-  const { reader, ctx, model, dir, out } = a;
+  const { reader, ctx, model, out } = a;
   const { numFrames: N, width: W, height: H } = reader;
   const options: VideoPredictorOptions = {
     frames: (i: number) => reader.get(i),
@@ -155,9 +166,10 @@ async function run(a: RunArgs): Promise<number> {
     fm.release();
   }
   const ids = vp.objIds;
+  const dir = await prepareOutDir(a.outArg, 'track');
 
-  await Promise.all(ids.map((id) => mkdir(join(dir, 'masks', `obj${id}`), { recursive: true })));
-  if (a.withOverlay) await mkdir(join(dir, 'overlays'), { recursive: true });
+  for (const id of ids) await makeDir(join(dir, 'masks', `obj${id}`));
+  if (a.withOverlay) await makeDir(join(dir, 'overlays'));
   const coco = await CocoWriter.create(join(dir, 'masks.json'), {
     tool: 'etam track', source: a.source, weights: a.weights, model: a.choiceFrom,
     prompts: a.prompts.map((q) => ({ object_id: q.id, frame: q.frame, points: q.points.map((pt) => [pt.x, pt.y, pt.label]), box: q.box ?? null })),
@@ -172,37 +184,49 @@ async function run(a: RunArgs): Promise<number> {
     else videoNote = 'no overlay.mp4: ffmpeg is not installed (apt install ffmpeg)';
   }
   const colors = ids.map((_, k) => colorOf(k));
-
-  // Ctrl-C: finish the frame in hand, close the files; a second Ctrl-C quits at once
-  let stopping = false;
-  const bar = new Progress('track', a.order.length, { enabled: !a.quiet, unit: 'frames' });
-  const onSigint = () => {
-    if (stopping) process.exit(130);
-    stopping = true;
-    bar.message('stopping after this frame (Ctrl-C again to quit at once)...');
-  };
-  process.on('SIGINT', onSigint);
+  const colorOfId = new Map(ids.map((id, k) => [id, colors[k]!]));
 
   let done = 0;
   let pending: Promise<void> = Promise.resolve();
+  /** set by a second signal: no new files are started, the open ones are closed */
+  let quitting = false;
   const writeFrame = async (t: number, masks: Uint8Array, scores: Float32Array): Promise<void> => {
+    if (quitting) return;
     const name = reader.frameName(t);
     const planes = ids.map((_, k) => masks.subarray(k * H * W, (k + 1) * H * W));
     const anns: Record<string, unknown>[] = [];
     await Promise.all(planes.map(async (m, k) => {
-      await writeFile(join(dir, 'masks', `obj${ids[k]}`, `${name}.png`), await maskPng(m, W, H));
+      await writeFileAtomic(join(dir, 'masks', `obj${ids[k]}`, `${name}.png`), await maskPng(m, W, H));
     }));
     planes.forEach((m, k) => {
       const s = scores[k]!;
       anns.push(cocoAnnotation(m, H, W, { category_id: ids[k], object_id: ids[k], frame: t, score: Number(sigmoid(s).toFixed(6)), object_score_logit: s, present: s > 0 }));
     });
+    // masks.json lists the frame once its PNGs are on disk (even when quitting: they are there)
     await coco.add({ id: t, file_name: reader.fileName(t), width: W, height: H }, anns);
-    if (a.withOverlay) {
+    if (a.withOverlay && !quitting) {
       const rgb = overlay((await reader.get(t)).data, W, H, planes.filter((_, k) => scores[k]! > 0), colors.filter((_, k) => scores[k]! > 0));
-      await writeFile(join(dir, 'overlays', `${name}.jpg`), await encodeRgb(rgb, W, H, 'jpeg'));
-      await video?.write(rgb);
+      // the prompts given on this frame, in their objects' colours
+      drawPrompts(rgb, W, H, a.prompts.filter((q) => q.frame === t).map((q) => ({ points: q.points, box: q.box, color: colorOfId.get(q.id)! })));
+      await writeFileAtomic(join(dir, 'overlays', `${name}.jpg`), await encodeRgb(rgb, W, H, 'jpeg'));
+      if (!quitting) await video?.write(rgb);
     }
   };
+
+  // Ctrl-C, SIGTERM or SIGHUP: finish the frame in hand and close the files. A second one: close
+  // the files now (the frame being written completes, masks.json and overlay.mp4 are finished
+  // with the frames written before it) and leave. A third: leave at once (each file is then
+  // complete or absent: they are written under temporary names).
+  const bar = new Progress('track', a.order.length, { enabled: !a.quiet, unit: 'frames' });
+  const signals = new StopSignals(() => {
+    bar.message('stopping after this frame (Ctrl-C again to stop at once)...');
+  }, async () => {
+    quitting = true;
+    bar.message('stopping now: closing masks.json and overlay.mp4 with the frames written...');
+    await pending.catch(() => undefined);
+    await coco.close().catch(() => coco.discard());
+    await video?.close(5000);
+  }).install();
 
   const mem = { rssAt10: 0, gpuAt10: 0, rssPeak: 0, gpuPeak: 0, rssLast: 0, gpuLast: 0 };
   const sample = () => {
@@ -215,6 +239,7 @@ async function run(a: RunArgs): Promise<number> {
   };
   const tTrack = performance.now();
   let failure: unknown = null;
+  let cocoNote = '';
   try {
     for await (const fm of vp.propagate({ start: a.order[0], maxFrames: a.order.length - 1, reverse: a.reverse })) {
       let masks: Uint8Array, scores: Float32Array;
@@ -225,23 +250,31 @@ async function run(a: RunArgs): Promise<number> {
         fm.release();
       }
       await pending; // the previous frame's files are on disk before this one's are started
-      pending = writeFrame(fm.frameIndex, masks, scores);
-      pending.catch(() => undefined);
-      done++;
+      if (quitting) break;
+      const frameDone = writeFrame(fm.frameIndex, masks, scores).then(() => { done++; });
+      pending = frameDone;
+      frameDone.catch(() => undefined);
       sample();
-      bar.update(done);
-      if (stopping) break;
+      bar.update(done + 1);
+      if (signals.stopping) break;
     }
     await pending;
   } catch (e) {
     failure = e;
     await pending.catch(() => undefined);
   } finally {
-    process.off('SIGINT', onSigint);
     bar.finish();
-    await coco.close();
+    // masks.json lists the frames whose files were all written; if it cannot be completed, none is left
+    try {
+      await coco.close();
+    } catch (e) {
+      await coco.discard();
+      cocoNote = `masks.json not written: ${(e as Error).message}`;
+      failure ??= e;
+    }
     const err = video ? await video.close() : null;
     if (err) videoNote = err;
+    signals.uninstall();
     vp.dispose();
   }
   const secs = (performance.now() - tTrack) / 1000;
@@ -249,12 +282,15 @@ async function run(a: RunArgs): Promise<number> {
 
   if (failure) {
     const msg = failure instanceof Error ? failure.message : String(failure);
-    throw new CliError(`${msg}\n(the ${done} frame${done === 1 ? '' : 's'} tracked before it are written to ${dir}/)`);
+    const kept = cocoNote ? `${cocoNote}; the masks of the ${done} frame${done === 1 ? '' : 's'} tracked before it are in ${dir}/masks/`
+      : `the ${done} frame${done === 1 ? '' : 's'} tracked before it are written to ${dir}/`;
+    throw new CliError(`${msg}\n(${kept})`);
   }
+  const stopping = signals.stopping;
   const fps = done / secs;
   out.print(`track: ${a.source} (${N} frames, ${W}x${H}), ${ids.length} object${ids.length > 1 ? 's' : ''} [${ids.join(', ')}], ` +
     `${done}${stopping ? ` of ${a.order.length}` : ''} frames ${a.reverse ? 'backwards ' : ''}from frame ${a.order[0]} -> ${resolve(dir)}/`);
-  if (stopping) out.print('  interrupted (Ctrl-C): the frames tracked so far are written and masks.json is complete for them');
+  if (stopping) out.print(`  interrupted (${signals.signal === 'SIGINT' ? 'Ctrl-C' : signals.signal}): the frames tracked so far are written and masks.json is complete for them`);
   out.print(`  masks/obj<K>/<frame>.png, masks.json${a.withOverlay ? `, overlays/<frame>.jpg${video ? ', overlay.mp4' : ''}` : ''}`);
   if (videoNote) out.print(`  ${videoNote}`);
   out.print(`time: ${formatDuration(secs)} tracking (${fps >= 10 ? fps.toFixed(1) : fps.toFixed(2)} frames/s), ` +
@@ -263,5 +299,5 @@ async function run(a: RunArgs): Promise<number> {
   const after10 = (v: number) => (v ? `${formatBytes(v)} after 10 frames, ` : '');
   out.print(`memory: RSS ${after10(mem.rssAt10)}${formatBytes(rssEnd)} at the end, peak ${formatBytes(Math.max(maxRss, mem.rssPeak))}; ` +
     `GPU buffers ${after10(mem.gpuAt10)}${formatBytes(gpuEnd)} at the end, peak ${formatBytes(mem.gpuPeak)}`);
-  return stopping ? 130 : 0;
+  return stopping ? signals.exitCode : 0;
 }

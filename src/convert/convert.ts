@@ -8,12 +8,13 @@
  * row-major array, sharing the input's bytes when it already is one.
  */
 import { bf16ToF32Array, f32ToF16Array } from '../gpu/half.js';
+import { drive, driveSync } from '../io/abort.js';
 import {
   safetensorsItemSize, writeSafetensors,
   type RawArray, type SafetensorsDType, type TensorToWrite,
 } from '../io/safetensors.js';
-import { TorchTensor, unpickle } from './pickle.js';
-import { openZip } from './zip.js';
+import { createUnpickler, describe, dims, PyDict, TorchTensor } from './pickle.js';
+import { crc32, openZip } from './zip.js';
 
 export class CheckpointError extends Error {
   override name = 'CheckpointError';
@@ -26,6 +27,21 @@ export interface CheckpointTensor {
   data: RawArray;
 }
 
+/** What a conversion did, for tests that bound its cost by the file's size. */
+export interface CheckpointStats {
+  /** bytes of the file */
+  fileBytes: number;
+  /** bytes of data.pkl, and the opcodes run to read it */
+  pickleBytes: number;
+  opcodes: number;
+  /** estimated heap bytes of the objects the pickle made */
+  pickleMemory: number;
+  /** bytes of storage entries read (and CRC-checked) */
+  storageBytes: number;
+  /** bytes of the tensors produced (data plus an estimate of their safetensors header entries) */
+  outputBytes: number;
+}
+
 export interface ConvertOptions {
   /** Store every floating-point tensor as F16 (round to nearest even). Integer tensors are kept. */
   f16?: boolean;
@@ -33,64 +49,177 @@ export interface ConvertOptions {
   onProgress?: (done: number, total: number, name: string) => void;
   /** The file's name, for error messages. */
   source?: string;
+  /** Cancels an async conversion (`readCheckpointAsync`, `convertCheckpointAsync`, `convertFile`). */
+  signal?: AbortSignal;
+  /** Filled in with what the conversion did (see CheckpointStats). */
+  stats?: CheckpointStats;
 }
+
+/**
+ * The tensors of a state dict may hold at most OUTPUT_PER_INPUT_BYTE bytes (with their header
+ * entries) per byte of the file, plus OUTPUT_SLACK: a state dict cannot be much larger than the
+ * storages it views. A checkpoint whose tensors share storage (tied weights) fits; stride-0 or
+ * overlapping views that repeat a few bytes into gigabytes do not.
+ */
+export const OUTPUT_PER_INPUT_BYTE = 2;
+export const OUTPUT_SLACK = 1 << 20;
+/**
+ * A tensor's safetensors header entry is at most this long, plus up to 6 bytes per character of
+ * its name (JSON escapes) and 18 per dimension (16 digits, a comma, and one of the strides').
+ */
+const HEADER_ENTRY_BYTES = 96;
+const headerEntryBytes = (name: string, rank: number) => HEADER_ENTRY_BYTES + 6 * name.length + 18 * rank;
+
+/** Opcodes per unpickling slice, bytes per CRC slice: each takes a few milliseconds. */
+const PICKLE_SLICE_OPS = 1 << 14;
+const CRC_SLICE_BYTES = 8 << 20;
 
 /** Reads the state dict's tensors, by name in the state dict's order. Entries that are not tensors are skipped. */
 export function readCheckpoint(bytes: Uint8Array, opts: ConvertOptions = {}): Map<string, CheckpointTensor> {
-  const source = opts.source ?? '<bytes>';
-  const fail = (msg: string): never => {
-    throw new CheckpointError(`${source}: ${msg}`);
-  };
-  const zip = openZip(bytes, source);
+  return driveSync(readSteps(bytes, opts));
+}
 
-  const pkl = [...zip.entries.keys()].find((n) => /^[^/]*\/data\.pkl$/.test(n)) ??
-    fail(`no "<archive>/data.pkl" entry: not a PyTorch checkpoint (entries: ${[...zip.entries.keys()].slice(0, 5).join(', ')}...)`);
-  const prefix = pkl.slice(0, -'data.pkl'.length);
-  const byteorderEntry = zip.entries.has(prefix + 'byteorder') ? new TextDecoder().decode(zip.read(prefix + 'byteorder')) : 'little';
-  if (byteorderEntry !== 'little' && byteorderEntry !== 'big') fail(`unknown byteorder "${byteorderEntry}"`);
-  const bigEndian = byteorderEntry === 'big';
-
-  const top = unpickle(zip.read(pkl), `${source}: ${pkl}`);
-  if (!(top instanceof Map)) return fail('the pickled object is not a dict (expected {"model": state_dict} or a state dict)');
-  const model = top.get('model');
-  const stateDict = model instanceof Map ? model : top;
-  const items = [...stateDict].filter((kv): kv is [unknown, TorchTensor] => kv[1] instanceof TorchTensor);
-  if (items.length === 0) {
-    fail(`no tensors found; the top-level keys are ${[...top.keys()].map((k) => JSON.stringify(k)).join(', ')}`);
-  }
-
-  const storages = new Map<string, Uint8Array>();
-  const out = new Map<string, CheckpointTensor>();
-  for (const [key, t] of items) {
-    const name = String(key);
-    const { dtype, key: storageKey } = t.storage;
-    let storage = storages.get(storageKey);
-    if (!storage) {
-      const entry = `${prefix}data/${storageKey}`;
-      if (!zip.entries.has(entry)) fail(`the storage of tensor "${name}" (entry "${entry}") is missing from the archive: the file is corrupt`);
-      storage = zip.read(entry);
-      storages.set(storageKey, storage);
-    }
-    out.set(name, { dtype, shape: t.shape, data: materialise(t, storage, bigEndian, (m) => fail(`tensor "${name}": ${m}`)) });
-    opts.onProgress?.(out.size, items.length, name);
-  }
-  return out;
+/** `readCheckpoint` in slices, yielding to the event loop between them; `opts.signal` cancels it (AbortError). */
+export function readCheckpointAsync(bytes: Uint8Array, opts: ConvertOptions = {}): Promise<Map<string, CheckpointTensor>> {
+  return drive(readSteps(bytes, opts), opts.source ?? '<bytes>', opts.signal);
 }
 
 /** Converts checkpoint bytes to safetensors bytes (metadata {"format": "pt"}). */
 export function convertCheckpoint(bytes: Uint8Array, opts: ConvertOptions = {}): Uint8Array {
-  const tensors: Record<string, TensorToWrite> = {};
-  for (const [name, t] of readCheckpoint(bytes, opts)) {
-    tensors[name] = opts.f16 ? toF16(t) : t;
-  }
-  return writeSafetensors(tensors, { format: 'pt' });
+  return driveSync(convertSteps(bytes, opts));
+}
+
+/** `convertCheckpoint` in slices, yielding to the event loop between them; `opts.signal` cancels it (AbortError). */
+export function convertCheckpointAsync(bytes: Uint8Array, opts: ConvertOptions = {}): Promise<Uint8Array> {
+  return drive(convertSteps(bytes, opts), opts.source ?? '<bytes>', opts.signal);
 }
 
 /** Browser entry point: a .pt File/Blob to a safetensors Blob. */
 export async function convertFile(file: Blob, opts: ConvertOptions = {}): Promise<Blob> {
   const bytes = new Uint8Array(await file.arrayBuffer());
   const source = opts.source ?? ('name' in file ? String((file as File).name) : '<blob>');
-  return new Blob([convertCheckpoint(bytes, { ...opts, source }) as Uint8Array<ArrayBuffer>], { type: 'application/octet-stream' });
+  const out = await convertCheckpointAsync(bytes, { ...opts, source });
+  return new Blob([out as Uint8Array<ArrayBuffer>], { type: 'application/octet-stream' });
+}
+
+function* convertSteps(bytes: Uint8Array, opts: ConvertOptions): Generator<void, Uint8Array> {
+  const tensors = new Map<string, TensorToWrite>();
+  for (const [name, t] of yield* readSteps(bytes, opts)) {
+    tensors.set(name, opts.f16 ? toF16(t) : t);
+    yield;
+  }
+  return writeSafetensors(tensors, { format: 'pt' });
+}
+
+function* readSteps(bytes: Uint8Array, opts: ConvertOptions): Generator<void, Map<string, CheckpointTensor>> {
+  const source = opts.source ?? '<bytes>';
+  const fail = (msg: string): never => {
+    throw new CheckpointError(`${source}: ${msg}`);
+  };
+  const stats: CheckpointStats = Object.assign(opts.stats ?? {}, {
+    fileBytes: bytes.byteLength, pickleBytes: 0, opcodes: 0, pickleMemory: 0, storageBytes: 0, outputBytes: 0,
+  });
+  const zip = openZip(bytes, source);
+
+  const pkl = [...zip.entries.keys()].find((n) => /^[^/]*\/data\.pkl$/.test(n)) ??
+    fail(`no "<archive>/data.pkl" entry: not a PyTorch checkpoint (entries: ${[...zip.entries.keys()].slice(0, 5).map((n) => describe(n)).join(', ')}...)`);
+  const prefix = pkl.slice(0, -'data.pkl'.length);
+  const byteorderEntry = zip.entries.has(prefix + 'byteorder') ? new TextDecoder().decode(zip.read(prefix + 'byteorder')) : 'little';
+  if (byteorderEntry !== 'little' && byteorderEntry !== 'big') fail(`unknown byteorder ${describe(byteorderEntry)}`);
+  const bigEndian = byteorderEntry === 'big';
+
+  const pickle = zip.read(pkl);
+  stats.pickleBytes = pickle.byteLength;
+  const unpickler = createUnpickler(pickle, `${source}: ${pkl}`);
+  try {
+    while (!unpickler.step(PICKLE_SLICE_OPS)) yield;
+  } finally {
+    stats.opcodes = unpickler.stats.opcodes;
+    stats.pickleMemory = unpickler.stats.memory;
+  }
+  const top = unpickler.result;
+  if (!(top instanceof PyDict)) return fail('the pickled object is not a dict (expected {"model": state_dict} or a state dict)');
+  const model = top.get('model');
+  const stateDict = model instanceof PyDict ? model : top;
+  const items = [...stateDict.entries()].filter((kv): kv is [unknown, TorchTensor] => kv[1] instanceof TorchTensor);
+  if (items.length === 0) {
+    const keys = [...top.keys()];
+    fail(`no tensors found; the top-level keys are ${keys.slice(0, 8).map((k) => describe(k)).join(', ')}${keys.length > 8 ? ', ...' : ''}`);
+  }
+
+  // Every tensor is checked against its storage, and the total against the file, before any byte is copied.
+  const outputLimit = OUTPUT_PER_INPUT_BYTE * bytes.byteLength + OUTPUT_SLACK;
+  const plan: { name: string; t: TorchTensor; entry: string }[] = [];
+  for (const [key, t] of items) {
+    if (typeof key !== 'string') {
+      fail(`a tensor's key is ${describe(key)}, not a string: a state dict is keyed by parameter names ` +
+        `(a key given as an int would collide with the same name as a string)`);
+    }
+    const name = key as string;
+    if (name === '__metadata__') {
+      fail('a tensor is named "__metadata__", the name the safetensors format keeps for its metadata: it cannot be written');
+    }
+    const where = `tensor ${describe(name)}`;
+    const { shape, stride, storageOffset: offset } = t;
+    // The header entry first (O(1), at least as large as the rank): a shape shared by many tensors
+    // through the memo is then walked only while the output stays within its limit.
+    stats.outputBytes += headerEntryBytes(name, shape.length);
+    const tooLarge = () => fail(`${where} (size ${dims(shape)}, stride ${dims(stride)}) takes the state dict's tensors past ` +
+      `${outputLimit} bytes, ${OUTPUT_PER_INPUT_BYTE} times the file's ${bytes.byteLength} bytes (+${OUTPUT_SLACK}): views that ` +
+      `repeat their storage's bytes (stride 0, or many tensors over one storage) are refused beyond that`);
+    if (stats.outputBytes > outputLimit) tooLarge();
+    const entry = `${prefix}data/${t.storage.key}`;
+    const e = zip.entries.get(entry) ?? fail(`the storage of ${where} (entry ${describe(entry)}) is missing from the archive: the file is corrupt`);
+    const itemSize = safetensorsItemSize(t.storage.dtype);
+    if (shape.some((d) => d < 0) || stride.some((st) => st < 0) || offset < 0) {
+      fail(`${where}: negative size, stride or offset (size ${dims(shape)}, stride ${dims(stride)}, offset ${offset})`);
+    }
+    const storageNumel = Math.floor(e.size / itemSize);
+    if (storageNumel < t.storage.numel) {
+      fail(`${where}: its storage ${describe(t.storage.key)} has ${e.size} bytes, less than the ${t.storage.numel} x ${itemSize} the pickle says: the file is corrupt`);
+    }
+    // numel, stopping as soon as the total output would pass its limit (so nothing overflows)
+    const room = (outputLimit - stats.outputBytes) / itemSize;
+    let numel = shape.includes(0) ? 0 : 1;
+    for (const d of numel ? shape : []) {
+      numel *= d;
+      if (numel > room) break;
+    }
+    stats.outputBytes += numel * itemSize;
+    if (stats.outputBytes > outputLimit) tooLarge();
+    // One past the last element the view touches, summed term by term so that nothing is inexact.
+    let end = offset + 1;
+    for (let i = 0; i < shape.length && numel > 0; i++) {
+      end += (shape[i]! - 1) * stride[i]!;
+      if (end > storageNumel) break;
+    }
+    if (numel > 0 && end > storageNumel) {
+      fail(`${where}: the view (offset ${offset}, size ${dims(shape)}, stride ${dims(stride)}) reaches ` +
+        `${end - 1 <= Number.MAX_SAFE_INTEGER ? `element ${end - 1}` : 'past the end'} of a storage of ${storageNumel} elements: the file is corrupt`);
+    }
+    plan.push({ name, t, entry });
+  }
+
+  const storages = new Map<string, Uint8Array>();
+  const out = new Map<string, CheckpointTensor>();
+  for (const { name, t, entry } of plan) {
+    let storage = storages.get(entry);
+    if (!storage) {
+      storage = zip.data(entry);
+      let crc = 0;
+      for (let p = 0; p < storage.byteLength; p += CRC_SLICE_BYTES) {
+        crc = crc32(storage.subarray(p, p + CRC_SLICE_BYTES), crc);
+        if (p + CRC_SLICE_BYTES < storage.byteLength) yield;
+      }
+      zip.checkCrc(entry, crc);
+      stats.storageBytes += storage.byteLength;
+      storages.set(entry, storage);
+    }
+    out.set(name, { dtype: t.storage.dtype, shape: [...t.shape], data: materialise(t, storage, bigEndian) });
+    opts.onProgress?.(out.size, plan.length, name);
+    yield;
+  }
+  return out;
 }
 
 function toF16(t: CheckpointTensor): CheckpointTensor {
@@ -106,27 +235,14 @@ function toF16(t: CheckpointTensor): CheckpointTensor {
 }
 
 /**
- * The tensor `t` as a contiguous array, read from its storage's bytes. Elements are copied as
- * unsigned words of min(itemSize, 4) bytes, so one strided gather serves every dtype.
+ * The tensor `t` as a contiguous array, read from its storage's bytes (the view was checked to lie
+ * inside it). Elements are copied as unsigned words of min(itemSize, 4) bytes, so one strided
+ * gather serves every dtype.
  */
-function materialise(t: TorchTensor, storage: Uint8Array, bigEndian: boolean, fail: (msg: string) => never): RawArray {
+function materialise(t: TorchTensor, storage: Uint8Array, bigEndian: boolean): RawArray {
   const { shape, stride, storageOffset: offset } = t;
   const itemSize = safetensorsItemSize(t.storage.dtype);
   const numel = shape.reduce((a, b) => a * b, 1);
-  if (shape.some((d) => d < 0) || stride.some((s) => s < 0) || offset < 0) {
-    fail(`negative size, stride or offset (size [${shape}], stride [${stride}], offset ${offset})`);
-  }
-  const storageNumel = Math.floor(storage.byteLength / itemSize);
-  if (storageNumel < t.storage.numel) {
-    fail(`its storage "${t.storage.key}" has ${storage.byteLength} bytes, less than the ${t.storage.numel} x ${itemSize} the pickle says: the file is corrupt`);
-  }
-  // One past the last element the view touches.
-  const end = numel === 0 ? offset : offset + 1 + shape.reduce((a, d, i) => a + (d - 1) * stride[i]!, 0);
-  if (end > storageNumel) {
-    fail(`the view (offset ${offset}, size [${shape}], stride [${stride}]) reaches element ${end - 1} ` +
-      `of a storage of ${storageNumel} elements: the file is corrupt`);
-  }
-
   let contiguous = true;
   for (let i = shape.length - 1, expect = 1; i >= 0; i--) {
     if (shape[i] !== 1 && stride[i] !== expect) contiguous = false;

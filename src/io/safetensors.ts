@@ -23,12 +23,14 @@ export type SafetensorsDType =
   | 'U64' | 'U32' | 'U16' | 'U8'
   | 'BOOL';
 
-const ITEM_SIZE: Record<SafetensorsDType, number> = {
+const ITEM_SIZE: Readonly<Record<SafetensorsDType, number>> = Object.freeze(Object.assign(Object.create(null) as object, {
   F64: 8, F32: 4, F16: 2, BF16: 2,
   I64: 8, I32: 4, I16: 2, I8: 1,
   U64: 8, U32: 4, U16: 2, U8: 1,
   BOOL: 1,
-};
+}));
+/** Whether a name from a file is one of the dtypes (an own key: `constructor` is not a dtype). */
+const isDType = (d: unknown): d is SafetensorsDType => typeof d === 'string' && Object.hasOwn(ITEM_SIZE, d);
 
 /** The typed array `getRaw` returns for each stored dtype (F16 and BF16 as their 16-bit words). */
 export type RawArray =
@@ -68,33 +70,21 @@ export interface SafetensorsFile {
 
 const HEADER_LIMIT = 100_000_000; // the format's own limit on the header size
 
-/**
- * Parses safetensors bytes. Everything in the header is checked up front (see the file comment),
- * so a truncated or damaged file fails here, not on the first `get`.
- */
-export function parseSafetensors(input: ArrayBuffer | Uint8Array, source = '<bytes>'): SafetensorsFile {
-  const bytes = input instanceof Uint8Array ? input : new Uint8Array(input);
-  const fail = (msg: string): never => {
-    throw new SafetensorsError(`${source}: ${msg}`);
-  };
-
-  if (bytes.byteLength < 8) {
-    fail(`file is ${bytes.byteLength} bytes, shorter than the 8-byte header length: not a safetensors file, or truncated`);
-  }
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const n64 = dv.getBigUint64(0, true);
+/** The header length from the first 8 bytes (undefined when fewer have arrived); fails past the format's limit. */
+function headerLength(bytes: Uint8Array, fail: (msg: string) => never): number | undefined {
+  if (bytes.byteLength < 8) return undefined;
+  const n64 = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
   if (n64 > BigInt(HEADER_LIMIT)) {
     fail(`header length ${n64} is larger than the format's limit of ${HEADER_LIMIT} bytes: not a safetensors file`);
   }
-  const headerLen = Number(n64);
-  if (8 + headerLen > bytes.byteLength) {
-    fail(`truncated: the header says it is ${headerLen} bytes, but the file is only ${bytes.byteLength} bytes ` +
-      `(${8 + headerLen - bytes.byteLength} bytes missing from the header alone)`);
-  }
+  return Number(n64);
+}
 
+/** The header's metadata and tensor entries, each entry checked on its own (not yet against the data). */
+function parseHeader(headerBytes: Uint8Array, fail: (msg: string) => never): { metadata: Record<string, string>; infos: Map<string, TensorInfo> } {
   let headerText: string;
   try {
-    headerText = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + headerLen));
+    headerText = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes);
   } catch {
     return fail('header is not valid UTF-8');
   }
@@ -108,39 +98,41 @@ export function parseSafetensors(input: ArrayBuffer | Uint8Array, source = '<byt
     fail(`header is not a JSON object (found ${Array.isArray(header) ? 'an array' : header === null ? 'null' : typeof header})`);
   }
   const entries = header as Record<string, unknown>;
+  // JSON.parse keeps the last of two equal keys; a file that names a tensor twice is ambiguous.
+  const dup = duplicateKey(headerText);
+  if (dup !== undefined) fail(`header names ${brief(dup.key)} twice${dup.path ? ` (inside ${brief(dup.path)})` : ''}: the file is corrupt or crafted`);
 
-  const metadata: Record<string, string> = {};
-  if ('__metadata__' in entries) {
+  // A null-prototype record: a key such as "__proto__" is kept as a key.
+  const metadata = Object.create(null) as Record<string, string>;
+  if (Object.hasOwn(entries, '__metadata__')) {
     const md = entries['__metadata__'];
     if (typeof md !== 'object' || md === null || Array.isArray(md)) fail('"__metadata__" is not an object');
     for (const [k, v] of Object.entries(md as Record<string, unknown>)) {
-      if (typeof v !== 'string') fail(`"__metadata__"."${k}" is not a string`);
+      if (typeof v !== 'string') fail(`"__metadata__".${brief(k)} is not a string`);
       metadata[k] = v as string;
     }
   }
 
-  const dataStart = 8 + headerLen;
-  const dataLen = bytes.byteLength - dataStart;
   const infos = new Map<string, TensorInfo>();
   for (const [name, raw] of Object.entries(entries)) {
     if (name === '__metadata__') continue;
-    const where = `tensor "${name}"`;
+    const where = `tensor ${brief(name)}`;
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) { fail(`${where}: entry is not an object`); }
     const e = raw as Record<string, unknown>;
     for (const key of ['dtype', 'shape', 'data_offsets']) {
-      if (!(key in e)) fail(`${where}: entry has no "${key}"`);
+      if (!Object.hasOwn(e, key)) fail(`${where}: entry has no "${key}"`);
     }
     const dtype = e['dtype'];
-    if (typeof dtype !== 'string' || !(dtype in ITEM_SIZE)) {
-      fail(`${where}: unknown dtype ${JSON.stringify(dtype)} (known: ${Object.keys(ITEM_SIZE).join(', ')})`);
+    if (!isDType(dtype)) {
+      fail(`${where}: unknown dtype ${brief(dtype)} (known: ${Object.keys(ITEM_SIZE).join(', ')})`);
     }
     const shape = e['shape'];
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      fail(`${where}: shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
+      fail(`${where}: shape ${brief(shape)} is not a list of non-negative integers`);
     }
     const offs = e['data_offsets'];
     if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      fail(`${where}: data_offsets ${JSON.stringify(offs)} is not a pair of non-negative integers`);
+      fail(`${where}: data_offsets ${brief(offs)} is not a pair of non-negative integers`);
     }
     const [begin, end] = offs as [number, number];
     if (end < begin) fail(`${where}: data_offsets [${begin}, ${end}] end before they begin`);
@@ -149,19 +141,64 @@ export function parseSafetensors(input: ArrayBuffer | Uint8Array, source = '<byt
     const expected = count * ITEM_SIZE[dt];
     if (end - begin !== expected) {
       fail(`${where}: wrong byte length: data_offsets [${begin}, ${end}] hold ${end - begin} bytes, ` +
-        `but ${dt} [${(shape as number[]).join(', ')}] needs ${count} x ${ITEM_SIZE[dt]} = ${expected}`);
+        `but ${dt} ${brief(shape)} needs ${count} x ${ITEM_SIZE[dt]} = ${expected}`);
     }
     infos.set(name, { dtype: dt, shape: [...(shape as number[])], dataOffsets: [begin, end] });
   }
 
-  // Truncation first (the commonest damage), reported with the number of missing bytes.
-  let maxEnd = 0;
-  let lastName = '';
-  for (const [name, info] of infos) {
-    if (info.dataOffsets[1] > maxEnd) { maxEnd = info.dataOffsets[1]; lastName = name; }
+  return { metadata, infos };
+}
+
+/** One past the last byte of the data section any tensor claims (0 when there are none). */
+function dataEnd(infos: Map<string, TensorInfo>): { end: number; name: string } {
+  let end = 0;
+  let name = '';
+  for (const [n, info] of infos) {
+    if (info.dataOffsets[1] > end) { end = info.dataOffsets[1]; name = n; }
   }
+  return { end, name };
+}
+
+/**
+ * The size of the whole file as its first bytes describe it (8 + header length + the end of the
+ * last tensor's data), or undefined while `prefix` is too short to hold the header. Throws the
+ * SafetensorsError `parseSafetensors` would give for a bad header. For a download: it tells how
+ * much to expect before the data arrives.
+ */
+export function safetensorsFileSize(prefix: Uint8Array, source = '<bytes>'): number | undefined {
+  const fail = (msg: string): never => {
+    throw new SafetensorsError(`${source}: ${msg}`);
+  };
+  const headerLen = headerLength(prefix, fail);
+  if (headerLen === undefined || prefix.byteLength < 8 + headerLen) return undefined;
+  return 8 + headerLen + dataEnd(parseHeader(prefix.subarray(8, 8 + headerLen), fail).infos).end;
+}
+
+/**
+ * Parses safetensors bytes. Everything in the header is checked up front (see the file comment),
+ * so a truncated or damaged file fails here, not on the first `get`.
+ */
+export function parseSafetensors(input: ArrayBuffer | Uint8Array, source = '<bytes>'): SafetensorsFile {
+  const bytes = input instanceof Uint8Array ? input : new Uint8Array(input);
+  const fail = (msg: string): never => {
+    throw new SafetensorsError(`${source}: ${msg}`);
+  };
+  const headerLen = headerLength(bytes, fail);
+  if (headerLen === undefined) {
+    return fail(`file is ${bytes.byteLength} bytes, shorter than the 8-byte header length: not a safetensors file, or truncated`);
+  }
+  if (8 + headerLen > bytes.byteLength) {
+    fail(`truncated: the header says it is ${headerLen} bytes, but the file is only ${bytes.byteLength} bytes ` +
+      `(${8 + headerLen - bytes.byteLength} bytes missing from the header alone)`);
+  }
+  const { metadata, infos } = parseHeader(bytes.subarray(8, 8 + headerLen), fail);
+  const dataStart = 8 + headerLen;
+  const dataLen = bytes.byteLength - dataStart;
+
+  // Truncation first (the commonest damage), reported with the number of missing bytes.
+  const { end: maxEnd, name: lastName } = dataEnd(infos);
   if (maxEnd > dataLen) {
-    fail(`truncated: tensor "${lastName}" ends at byte ${maxEnd} of the data section, which has only ${dataLen} bytes ` +
+    fail(`truncated: tensor ${brief(lastName)} ends at byte ${maxEnd} of the data section, which has only ${dataLen} bytes ` +
       `(${maxEnd - dataLen} bytes missing; the file is ${bytes.byteLength} bytes, it should be ${dataStart + maxEnd})`);
   }
 
@@ -173,17 +210,17 @@ export function parseSafetensors(input: ArrayBuffer | Uint8Array, source = '<byt
   for (const [name, info] of ordered) {
     const [begin, end] = info.dataOffsets;
     if (begin < pos) {
-      fail(`overlapping offsets: tensor "${name}" [${begin}, ${end}] overlaps tensor "${prev}", which ends at ${pos}`);
+      fail(`overlapping offsets: tensor ${brief(name)} [${begin}, ${end}] overlaps tensor ${brief(prev)}, which ends at ${pos}`);
     }
     if (begin > pos) {
       fail(`gap in the data section: bytes [${pos}, ${begin}) belong to no tensor ` +
-        `(between ${prev ? `"${prev}"` : 'the start'} and "${name}")`);
+        `(between ${prev ? brief(prev) : 'the start'} and ${brief(name)})`);
     }
     pos = end;
     prev = name;
   }
   if (pos !== dataLen) {
-    fail(`gap in the data section: ${dataLen - pos} bytes after the last tensor (${prev ? `"${prev}"` : 'none'}) belong to no tensor`);
+    fail(`gap in the data section: ${dataLen - pos} bytes after the last tensor (${prev ? brief(prev) : 'none'}) belong to no tensor`);
   }
 
   const order = ordered.map(([name]) => name);
@@ -210,7 +247,7 @@ class ParsedFile implements SafetensorsFile {
 
   info(name: string): TensorInfo {
     const info = this.infos.get(name);
-    if (!info) throw new SafetensorsError(`${this.source}: no tensor named "${name}"`);
+    if (!info) throw new SafetensorsError(`${this.source}: no tensor named ${brief(name)}`);
     return info;
   }
 
@@ -270,13 +307,6 @@ export async function readSafetensorsFile(path: string): Promise<SafetensorsFile
   return parseSafetensors(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), path);
 }
 
-/** Fetches and parses a safetensors file (browser, or Node with fetch). */
-export async function fetchSafetensors(url: string): Promise<SafetensorsFile> {
-  const res = await fetch(url);
-  if (!res.ok) throw new SafetensorsError(`${url}: HTTP ${res.status} ${res.statusText}`);
-  return parseSafetensors(await res.arrayBuffer(), url);
-}
-
 /** A tensor to write with `writeSafetensors`: data in the stored dtype (F16/BF16 as 16-bit words). */
 export interface TensorToWrite {
   dtype: SafetensorsDType;
@@ -286,17 +316,26 @@ export interface TensorToWrite {
 
 /**
  * Builds a safetensors file in memory (tensors in the given order, header padded with spaces to a
- * multiple of 8 bytes). Used by tests and tools.
+ * multiple of 8 bytes). Any name but "__metadata__" (the format's own key) is written as it is,
+ * "__proto__" included: give a Map to write such a name (an object literal cannot hold it).
  */
-export function writeSafetensors(tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Uint8Array {
-  const header: Record<string, unknown> = {};
+export function writeSafetensors(tensors: ReadonlyMap<string, TensorToWrite> | Record<string, TensorToWrite>,
+  metadata?: Record<string, string>): Uint8Array {
+  const list: [string, TensorToWrite][] = tensors instanceof Map
+    ? [...(tensors as ReadonlyMap<string, TensorToWrite>)] : Object.entries(tensors as Record<string, TensorToWrite>);
+  const fail = (msg: string): never => {
+    throw new SafetensorsError(`writeSafetensors: ${msg}`);
+  };
+  // A null-prototype header: "__proto__" is an ordinary key of it, and JSON.stringify writes it.
+  const header = Object.create(null) as Record<string, unknown>;
   if (metadata) header['__metadata__'] = metadata;
   let pos = 0;
-  for (const [name, t] of Object.entries(tensors)) {
+  for (const [name, t] of list) {
+    if (name === '__metadata__') fail('a tensor cannot be named "__metadata__": the format keeps that key for its metadata');
     const n = t.shape.reduce((a, b) => a * b, 1);
-    if (t.data.length !== n) throw new Error(`writeSafetensors: "${name}" has ${t.data.length} values for shape [${t.shape}]`);
+    if (t.data.length !== n) fail(`${brief(name)} has ${t.data.length} values for shape [${t.shape}]`);
     const len = t.data.byteLength;
-    if (len !== n * ITEM_SIZE[t.dtype]) throw new Error(`writeSafetensors: "${name}": ${t.data.constructor.name} does not hold ${t.dtype}`);
+    if (len !== n * ITEM_SIZE[t.dtype]) fail(`${brief(name)}: ${t.data.constructor.name} does not hold ${t.dtype}`);
     header[name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [pos, pos + len] };
     pos += len;
   }
@@ -308,9 +347,63 @@ export function writeSafetensors(tensors: Record<string, TensorToWrite>, metadat
   new DataView(out.buffer).setBigUint64(0, BigInt(hb.byteLength), true);
   out.set(hb, 8);
   let p = 8 + hb.byteLength;
-  for (const t of Object.values(tensors)) {
+  for (const [, t] of list) {
     out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), p);
     p += t.data.byteLength;
   }
   return out;
+}
+
+/** A value from a header, for a message: short JSON, cut at 80 characters. */
+function brief(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 80 ? v.slice(0, 80) + '...' : v);
+  if (Array.isArray(v)) {
+    if (v.length > 8 || v.some((x) => typeof x === 'object' && x !== null)) return `(a list of ${v.length} items)`;
+    return `[${v.map((x) => (typeof x === 'string' ? brief(x) : String(x))).join(', ')}]`;
+  }
+  if (typeof v === 'object' && v !== null) return '(an object)';
+  return String(v);
+}
+
+/**
+ * The first key that one object of this (valid) JSON text holds twice, with the key of the object
+ * holding it ('' at the top level), or undefined. One pass over the text, no recursion.
+ */
+function duplicateKey(text: string): { key: string; path: string } | undefined {
+  const objects: ({ keys: Set<string>; name: string } | null)[] = []; // null: an array
+  let expectKey = false;
+  let lastKey = '';
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) { // a string: find its end
+      let j = i + 1;
+      for (;;) {
+        const d = text.charCodeAt(j);
+        if (d === 0x5c) j += 2;
+        else if (d === 0x22) break;
+        else j++;
+      }
+      const obj = objects[objects.length - 1];
+      if (obj && expectKey) {
+        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        if (obj.keys.has(key)) return { key, path: obj.name };
+        obj.keys.add(key);
+        lastKey = key;
+        expectKey = false;
+      }
+      i = j;
+    } else if (c === 0x7b) { // {
+      objects.push({ keys: new Set(), name: lastKey });
+      expectKey = true;
+    } else if (c === 0x5b) { // [
+      objects.push(null);
+      expectKey = false;
+    } else if (c === 0x7d || c === 0x5d) { // } ]
+      objects.pop();
+      expectKey = false;
+    } else if (c === 0x2c) { // ,
+      expectKey = objects[objects.length - 1] !== null && objects.length > 0;
+    }
+  }
+  return undefined;
 }

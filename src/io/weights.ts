@@ -17,10 +17,18 @@
  * on the CPU), except that a consumer whose kernel reads f16 (Linear and Conv2d weights: see
  * `tensor`'s `allowF16`) gets an F16 file's tensor as it is stored, f16 on the GPU — half the
  * memory — when the device has shader-f16 (option `keepF16`).
+ *
+ * A weight must be a floating-point tensor (F32, F16, BF16 or F64; an integer or bool tensor is
+ * reported by `finish` like a mis-shaped one) and finite. Each uploaded weight is checked on the
+ * GPU as it is uploaded (kernels/finite.ts sets one flag per tensor); `checkValues()` reads all
+ * the flags back at once, after the load, and names the first tensor holding a NaN or an
+ * infinity (values of an F64 file beyond the f32 range become infinities when widened, so they
+ * are caught too). Weights taken on the CPU (`cpu`) are checked there.
  */
 import type { GpuContext } from '../gpu/context.js';
 import { f32ToF16Array } from '../gpu/half.js';
 import { Tensor } from '../gpu/tensor.js';
+import { flagNotFinite } from '../kernels/finite.js';
 import type { SafetensorsFile } from './safetensors.js';
 
 /** An expected shape; -1 accepts any size on that axis. */
@@ -32,6 +40,15 @@ export interface MisShaped {
   found: number[];
 }
 
+/** A weight stored as integers or bools, where the model needs floating-point values. */
+export interface WrongDType {
+  name: string;
+  dtype: string;
+}
+
+/** The dtypes a weight may have in the file (widened to f32, or kept f16). */
+const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16', 'F64']);
+
 export class WeightError extends Error {
   override name = 'WeightError';
   constructor(
@@ -39,11 +56,12 @@ export class WeightError extends Error {
     readonly missing: string[],
     readonly misShaped: MisShaped[],
     readonly unused: string[],
+    readonly wrongDType: WrongDType[] = [],
   ) {
-    super(WeightError.describe(source, missing, misShaped, unused));
+    super(WeightError.describe(source, missing, misShaped, unused, wrongDType));
   }
 
-  private static describe(source: string, missing: string[], misShaped: MisShaped[], unused: string[]): string {
+  private static describe(source: string, missing: string[], misShaped: MisShaped[], unused: string[], wrongDType: WrongDType[]): string {
     const parts: string[] = [];
     const fmt = (s: readonly number[]) => `[${s.map((d) => (d < 0 ? '*' : d)).join(', ')}]`;
     if (missing.length) parts.push(`${missing.length} missing:\n${missing.map((n) => `  ${n}`).join('\n')}`);
@@ -51,8 +69,26 @@ export class WeightError extends Error {
       parts.push(`${misShaped.length} with the wrong shape:\n` +
         misShaped.map((m) => `  ${m.name}: expected ${fmt(m.expected)}, found ${fmt(m.found)}`).join('\n'));
     }
+    if (wrongDType.length) {
+      parts.push(`${wrongDType.length} stored as integers or bools, where the model needs floating-point values (F32, F16, BF16 or F64):\n` +
+        wrongDType.map((w) => `  ${w.name}: ${w.dtype}`).join('\n'));
+    }
     if (unused.length) parts.push(`${unused.length} not used by the model:\n${unused.map((n) => `  ${n}`).join('\n')}`);
     return `weights from ${source} do not fit the model:\n${parts.join('\n')}`;
+  }
+}
+
+/** Weights holding NaN or infinite values (a damaged file, or values beyond the f32 range). */
+export class WeightValueError extends Error {
+  override name = 'WeightValueError';
+  constructor(
+    readonly source: string,
+    /** The tensors holding NaN or infinities, in the order they were loaded. */
+    readonly tensors: string[],
+  ) {
+    super(`weights from ${source}: tensor "${tensors[0]}" holds NaN or infinite values` +
+      (tensors.length > 1 ? ` (and ${tensors.length - 1} more: ${tensors.slice(1, 6).join(', ')}${tensors.length > 6 ? ', ...' : ''})` : '') +
+      ': the file is damaged, or holds values beyond the float32 range');
   }
 }
 
@@ -79,6 +115,8 @@ export interface WeightLoaderOptions {
    * f32. Given the tensor's full name. Needs shader-f16. Default: none (the `keepF16` rule).
    */
   f16?: (name: string) => boolean;
+  /** Check each uploaded weight for NaN and infinities on the GPU (default true; see `checkValues`). */
+  checkValues?: boolean;
 }
 
 /** Per-tensor options of `WeightLoader.tensor`. */
@@ -101,6 +139,14 @@ interface LoaderState {
   misShaped: Map<string, MisShaped>;
   placeholder: GPUBuffer | null;
   uploadedBytes: number;
+  wrongDType: Map<string, string>;
+  /** one u32 flag per tensor of the file (by its index in `names()`), set on the GPU when it is not finite */
+  flags: GPUBuffer | null;
+  flagIndex: Map<string, number> | null;
+  /** every tensor checked so far, in load order, with its flag or (CPU tensors) its finding */
+  checked: { name: string; flag: number; bad?: boolean }[];
+  /** the check kernel's parameter buffers, freed with the flags */
+  params: GPUBuffer[];
 }
 
 export class WeightLoader {
@@ -119,7 +165,8 @@ export class WeightLoader {
     } else {
       this.s = {
         file: a as SafetensorsFile, ctx: b, opts, taken: new Set(), gpu: new Map(), missing: new Set(),
-        misShaped: new Map(), placeholder: null, uploadedBytes: 0,
+        misShaped: new Map(), placeholder: null, uploadedBytes: 0, wrongDType: new Map(), flags: null, flagIndex: null,
+        checked: [], params: [],
       };
       this.prefix = opts.prefix ?? '';
       if ((opts.keepF16 || opts.f16) && b && !b.hasF16) {
@@ -170,13 +217,28 @@ export class WeightLoader {
       this.s.missing.add(full);
       return null;
     }
-    const found = this.s.file.info(full).shape;
+    const { shape: found, dtype } = this.s.file.info(full);
     const ok = found.length === shape.length && shape.every((d, i) => d < 0 || d === found[i]);
     if (!ok) {
       this.s.misShaped.set(full, { name: full, expected: [...shape], found: [...found] });
       return null;
     }
+    if (!FLOAT_DTYPES.has(dtype)) {
+      this.s.wrongDType.set(full, dtype);
+      return null;
+    }
     return found;
+  }
+
+  /** The flag of this tensor in the flags buffer (made on the first call). */
+  private flagOf(full: string, ctx: GpuContext): { flags: GPUBuffer; flag: number } {
+    if (!this.s.flags) {
+      const names = this.s.file.names();
+      this.s.flagIndex = new Map(names.map((n, i) => [n, i]));
+      const STORAGE = 0x0080, COPY_SRC = 0x0004;
+      this.s.flags = ctx.device.createBuffer({ size: Math.max(16, Math.ceil(names.length / 4) * 16), usage: STORAGE | COPY_SRC });
+    }
+    return { flags: this.s.flags, flag: this.s.flagIndex!.get(full)! };
   }
 
   /**
@@ -186,7 +248,13 @@ export class WeightLoader {
   cpu(name: string, shape: ShapeSpec): Float32Array {
     const found = this.check(name, shape);
     if (!found) return new Float32Array(shape.reduce((a, d) => a * Math.max(d, 1), 1));
-    return this.s.file.getF32(this.prefix + name);
+    const data = this.s.file.getF32(this.prefix + name);
+    if (this.s.opts.checkValues ?? true) {
+      let bad = false;
+      for (let i = 0; i < data.length && !bad; i++) bad = !Number.isFinite(data[i]!);
+      this.s.checked.push({ name: this.prefix + name, flag: -1, bad });
+    }
+    return data;
   }
 
   /**
@@ -216,6 +284,12 @@ export class WeightLoader {
           : ctx.upload(f32ToF16Array(this.s.file.getF32(full)), found, 'f16');
       this.s.gpu.set(key, t);
       this.s.uploadedBytes += t.byteLength;
+      if (this.s.opts.checkValues ?? true) {
+        const { flags, flag } = this.flagOf(full, ctx);
+        const params = flagNotFinite(ctx, t, flags, flag);
+        if (params) this.s.params.push(params);
+        this.s.checked.push({ name: full, flag });
+      }
     }
     return t;
   }
@@ -255,8 +329,9 @@ export class WeightLoader {
     }
     const missing = [...this.s.missing];
     const misShaped = [...this.s.misShaped.values()];
-    if (missing.length || misShaped.length || bad.length) {
-      throw new WeightError(this.s.file.source, missing, misShaped, bad);
+    const wrongDType = [...this.s.wrongDType].map(([name, dtype]) => ({ name, dtype }));
+    if (missing.length || misShaped.length || bad.length || wrongDType.length) {
+      throw new WeightError(this.s.file.source, missing, misShaped, bad, wrongDType);
     }
     if (allow === true && unused.length && opts.warn) {
       opts.warn(`${unused.length} tensors in ${this.s.file.source} are not used by the model:\n` +
@@ -265,9 +340,44 @@ export class WeightLoader {
     return { unused };
   }
 
-  /** Releases every uploaded weight (for tearing a model down). */
+  /**
+   * Reads back the flags of every weight uploaded so far (one readback for all of them) and
+   * throws a WeightValueError naming those holding NaN or infinities, in load order. The flags
+   * buffer is freed; later uploads get a new one.
+   */
+  async checkValues(): Promise<void> {
+    const { ctx, checked, flags, params } = this.s;
+    this.s.flags = null;
+    this.s.params = [];
+    this.s.checked = [];
+    let bits: Uint32Array | null = null;
+    if (flags && ctx) {
+      try {
+        const f = await ctx.read(new Tensor(ctx, flags, [flags.size / 4], 'f32', false));
+        bits = new Uint32Array(f.buffer, f.byteOffset, f.length);
+      } finally {
+        flags.destroy();
+        for (const b of params) b.destroy();
+      }
+    }
+    const bad = checked.filter((c) => (c.flag < 0 ? c.bad : bits![c.flag] !== 0)).map((c) => c.name);
+    if (bad.length) throw new WeightValueError(this.s.file.source, [...new Set(bad)]);
+  }
+
+  /** Releases every uploaded weight to the pool, and drops the pending value check. */
   release(): void {
     for (const t of this.s.gpu.values()) t.release();
     this.s.gpu.clear();
+    this.discardChecks();
+  }
+
+  /** Frees what the value check holds on the GPU (its flags and parameters), without reading it. */
+  discardChecks(): void {
+    if (this.s.flags) this.s.ctx?.flush(); // the checks recorded so far are submitted before their buffers go
+    this.s.flags?.destroy();
+    this.s.flags = null;
+    for (const b of this.s.params) b.destroy();
+    this.s.params = [];
+    this.s.checked = [];
   }
 }

@@ -266,6 +266,10 @@ export function connectedComponents(ctx: GpuContext, x: Tensor, opts: ConnectedC
   if (H * W > 1 << 24) throw new Error(`connectedComponents: ${H}x${W} images are too large for exact f32 labels`);
   const conn = opts.connectivity ?? 8;
   if (conn !== 8 && conn !== 4) throw new Error(`connectedComponents: connectivity ${String(conn)} is not 4 or 8`);
+  // union-find over one buffer: not tiled (the predictors label low-res masks, S/4 x S/4)
+  if (x.size * 4 > ctx.maxBindingBytes) {
+    throw new RangeError(`connectedComponents: [${x.shape}] is ${x.size * 4} bytes, more than one GPU binding holds (${ctx.maxBindingBytes}); label fewer or smaller images at once`);
+  }
   const labels = ctx.empty(x.shape);
   const areas = ctx.empty(x.shape);
   if (x.size === 0) return { labels, areas };

@@ -125,11 +125,22 @@ function renderPipeline(ctx: GpuContext, format: GPUTextureFormat, withImage: bo
   return p;
 }
 
-/** Draws the masks into `target` (replacing its contents). Submits the context's recorded work first. */
+/**
+ * Draws the masks into `target` (replacing its contents). Submits the context's recorded work
+ * first. Returns without waiting for the GPU: bad options are refused here, and a draw the GPU
+ * refuses all the same (e.g. into a destroyed texture) is a GpuError thrown by the next call on
+ * the context (unless this is part of a call that waits, such as ImagePredictor.predict).
+ */
 export function drawMasks(ctx: GpuContext, o: DrawMasksOptions): void {
   const { logits, target, image } = o;
   if (logits.shape.length < 2) throw new Error(`drawMasks: logits [${logits.shape}] have no [h, w] axes`);
   if (logits.dtype !== 'f32') throw new Error('drawMasks: logits must be f32');
+  if (logits.buffer.size > ctx.maxBindingBytes) {
+    throw new RangeError(`drawMasks: logits [${logits.shape}] exceed one GPU binding (${ctx.maxBindingBytes} bytes); draw the low-res logits (they are upsampled here)`);
+  }
+  const RENDER_ATTACHMENT = 0x10, TEXTURE_BINDING = 0x04; // GPUTextureUsage
+  if (!(target.usage & RENDER_ATTACHMENT)) throw new Error('drawMasks: the target texture was not made with RENDER_ATTACHMENT usage');
+  if (image && !(image.usage & TEXTURE_BINDING)) throw new Error('drawMasks: the image texture was not made with TEXTURE_BINDING usage');
   const h = logits.shape[logits.shape.length - 2]!, w = logits.shape[logits.shape.length - 1]!;
   if (h === 0 || w === 0) throw new Error(`drawMasks: empty logits [${logits.shape}]`);
   const objects = logits.size / (h * w);
@@ -146,8 +157,13 @@ export function drawMasks(ctx: GpuContext, o: DrawMasksOptions): void {
   // the same f32 scales resizeBilinear compiles in
   words.set([f32bits(threshold), f32bits(alpha), f32bits(h / H), f32bits(w / W)], 8);
   colors.forEach((c, i) => words.set(c.slice(0, 3).map((v) => f32bits(v / 255)), 12 + 4 * i));
-  const params = ctx.uniform(words);
+  ctx.reportLater(ctx.guardLater(`drawMasks (${objects} object${objects > 1 ? 's' : ''} into a ${W}x${H} ${target.format} texture)`,
+    () => record(ctx, o, words)).error);
+}
 
+function record(ctx: GpuContext, o: DrawMasksOptions, words: Uint32Array): void {
+  const { logits, target, image } = o;
+  const params = ctx.uniform(words);
   const pipeline = renderPipeline(ctx, target.format, image !== undefined);
   const entries: GPUBindGroupEntry[] = [
     { binding: 0, resource: { buffer: params } },

@@ -1,12 +1,13 @@
 /**
  * Small kernels of the prompt/mask path: element-wise activations, strided row copies (token
  * selection and stacking), broadcast adds into a batch, the decoder's choice of output masks
- * (multimask / single / dynamic single-mask fallback by stability score), bilinear upsampling of
- * low-res logits, and binary masks packed as bytes / an RGBA overlay.
+ * (multimask / single / dynamic single-mask fallback by stability score), and bilinear upsampling
+ * of logits that fit one binding (masks at an image's resolution: mask_upsample.ts).
  */
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { ERF_WGSL } from './matmul.js';
+import { upsampleTensor } from './mask_upsample.js';
 import { f32lit, grid1d, header1d } from './util.js';
 
 const WG = 256;
@@ -201,40 +202,12 @@ ${o.mode === 'dynamic' ? `
 /**
  * F.interpolate(x, (H, W), mode='bilinear', align_corners=False) on planes: x [..., h, w] -> [..., H, W].
  * Source index per axis: max((dst + 0.5) * (in / out) - 0.5, 0), neighbours i0 and min(i0 + 1, in - 1),
- * with PyTorch's order of operations.
+ * with PyTorch's order of operations. The output is one tensor, so it must fit one binding: masks
+ * at an image's resolution are read back in tiles instead (mask_upsample.ts, the same kernel).
  */
 export function resizeBilinear(ctx: GpuContext, x: Tensor, H: number, W: number): Tensor {
   if (x.shape.length < 2) throw new Error(`resizeBilinear: x [${x.shape}] has no [h, w] axes`);
-  const h = x.shape[x.shape.length - 2]!, w = x.shape[x.shape.length - 1]!;
-  const planes = x.size / (h * w);
-  const out = ctx.empty([...x.shape.slice(0, -2), H, W]);
-  if (out.size === 0) return out;
-  const sh = Math.fround(h / H), sw = Math.fround(w / W);
-  const wgsl = /* wgsl */ `
-// ---- kernel: resize_bilinear ----
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-${header1d(planes * H * W, WG)}
-  let ox = i % ${W}u;
-  let oy = (i / ${W}u) % ${H}u;
-  let p = i / ${H * W}u;
-  let ry = max(${f32lit(sh)} * (f32(oy) + 0.5) - 0.5, 0.0);
-  let rx = max(${f32lit(sw)} * (f32(ox) + 0.5) - 0.5, 0.0);
-  let y0 = u32(ry);
-  let x0 = u32(rx);
-  let y1 = min(y0 + 1u, ${h - 1}u);
-  let x1 = min(x0 + 1u, ${w - 1}u);
-  let ly1 = ry - f32(y0);
-  let lx1 = rx - f32(x0);
-  let ly0 = 1.0 - ly1;
-  let lx0 = 1.0 - lx1;
-  let base = p * ${h * w}u;
-  out[i] = ly0 * (lx0 * x[base + y0 * ${w}u + x0] + lx1 * x[base + y0 * ${w}u + x1]) +
-           ly1 * (lx0 * x[base + y1 * ${w}u + x0] + lx1 * x[base + y1 * ${w}u + x1]);
-}
-`;
-  ctx.run({ pipeline: ctx.pipeline('resize_bilinear', wgsl), bindings: [x, out], workgroups: grid1d(Math.ceil(out.size / WG)).workgroups });
-  return out;
+  return upsampleTensor(ctx, x, { H, W, mode: 'logits' });
 }
 
 /** The same on the CPU, in f32 steps (reference for tests). */
@@ -250,101 +223,5 @@ export function resizeBilinearCpu(x: Float32Array, planes: number, h: number, w:
     const at = (y: number, xx: number) => x[p * h * w + y * w + xx]!;
     out[(p * H + oy) * W + ox] = ly0 * (lx0 * at(y0, x0) + lx1 * at(y0, x1)) + ly1 * (lx0 * at(y1, x0) + lx1 * at(y1, x1));
   }
-  return out;
-}
-
-// ------------------------------------------------------------------------------------------------
-// non-overlapping objects
-
-/**
- * _apply_non_overlapping_constraints: masks [O, ...] (logits of O objects over the same pixels) ->
- * the same, where at each pixel only the object with the highest logit (the first on ties, as
- * torch.argmax) keeps its value and the others are clamped to at most -10. One object: a copy.
- */
-export function nonOverlapping(ctx: GpuContext, masks: Tensor): Tensor {
-  const O = masks.shape[0]!;
-  const P = masks.size / O;
-  const out = ctx.empty(masks.shape);
-  if (masks.size === 0) return out;
-  const wgsl = /* wgsl */ `
-// ---- kernel: non_overlapping ----
-@group(0) @binding(0) var<storage, read> masks: array<f32>;   // [O, P]
-@group(0) @binding(1) var<storage, read_write> out: array<f32>; // [O, P]
-${header1d(P, WG)}
-  var best = 0u;
-  var bestV = masks[i];
-  for (var o = 1u; o < ${O}u; o++) {
-    let v = masks[o * ${P}u + i];
-    if (v > bestV) { best = o; bestV = v; }
-  }
-  for (var o = 0u; o < ${O}u; o++) {
-    let v = masks[o * ${P}u + i];
-    out[o * ${P}u + i] = select(min(v, -10.0), v, o == best);
-  }
-}
-`;
-  ctx.run({ pipeline: ctx.pipeline('non_overlapping', wgsl), bindings: [masks, out], workgroups: grid1d(Math.ceil(P / WG)).workgroups });
-  return out;
-}
-
-// ------------------------------------------------------------------------------------------------
-// binary masks and overlays
-
-/**
- * Binary masks as bytes: logits [...] -> u32 words, 4 pixels each (byte j of word i is pixel
- * 4i + j, 1 where logit > threshold), so the words read back are the Uint8Array of the mask.
- * Returned as an f32-typed tensor of ceil(n / 4) words (bits unchanged).
- */
-export function maskBytes(ctx: GpuContext, logits: Tensor, threshold = 0): Tensor {
-  const n = logits.size;
-  const words = Math.ceil(n / 4);
-  const out = ctx.empty([Math.max(words, 1)]);
-  if (n === 0) return out;
-  const wgsl = /* wgsl */ `
-// ---- kernel: mask_bytes ----
-@group(0) @binding(0) var<storage, read> logits: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<u32>;
-${header1d(words, WG)}
-  var word = 0u;
-  for (var j = 0u; j < 4u; j++) {
-    let p = i * 4u + j;
-    if (p < ${n}u && logits[p] > ${f32lit(threshold)}) { word |= 1u << (8u * j); }
-  }
-  out[i] = word;
-}
-`;
-  ctx.run({ pipeline: ctx.pipeline('mask_bytes', wgsl), bindings: [logits, out], workgroups: grid1d(Math.ceil(words / WG)).workgroups });
-  return out;
-}
-
-/**
- * An RGBA overlay of masks [M, H, W] (logits): each pixel takes the colour of the last mask that
- * covers it (logit > threshold) with the given alpha, else transparent. Colours are [r, g, b] in
- * 0..255, cycled over the masks. -> u32 words [H * W], one RGBA pixel each (bytes r, g, b, a).
- */
-export function maskOverlay(ctx: GpuContext, logits: Tensor, colors: readonly (readonly [number, number, number])[],
-  alpha = 128, threshold = 0): Tensor {
-  const [H, W] = logits.shape.slice(-2) as [number, number];
-  const M = logits.size / (H * W);
-  if (colors.length === 0) throw new Error('maskOverlay: no colours');
-  const packed = Array.from({ length: M }, (_, m) => {
-    const [r, g, b] = colors[m % colors.length]!;
-    return ((r & 255) | ((g & 255) << 8) | ((b & 255) << 16) | ((alpha & 255) << 24)) >>> 0;
-  });
-  const out = ctx.empty([H * W]);
-  const wgsl = /* wgsl */ `
-// ---- kernel: mask_overlay ----
-@group(0) @binding(0) var<storage, read> logits: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<u32>;
-${header1d(H * W, WG)}
-  var colors = array<u32, ${M}>(${packed.map((c) => `${c}u`).join(', ')});
-  var px = 0u;
-  for (var m = 0u; m < ${M}u; m++) {
-    if (logits[m * ${H * W}u + i] > ${f32lit(threshold)}) { px = colors[m]; }
-  }
-  out[i] = px;
-}
-`;
-  ctx.run({ pipeline: ctx.pipeline('mask_overlay', wgsl), bindings: [logits, out], workgroups: grid1d(Math.ceil((H * W) / WG)).workgroups });
   return out;
 }

@@ -1,5 +1,6 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
+import { checkImageSize, ImageSizeError } from '../io/image_size.js';
 import { grid1d } from './util.js';
 
 /**
@@ -17,6 +18,8 @@ import { grid1d } from './util.js';
  * and the weights are divided by their sum. Those tables are computed on the CPU (`aaWeights`).
  *
  * Pixels are uploaded once as their raw bytes packed into u32 words; the first pass reads bytes.
+ * An image larger than one storage binding (a 12-megapixel RGBA photo is 48 MB, the intermediate
+ * of a 16384-pixel-tall one 200 MB) is done in bands of output rows, each from its own source rows.
  */
 
 export const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
@@ -113,49 +116,65 @@ function packTables(wx: AAWeights, wy: AAWeights): { data: Float32Array; offX: n
 
 const WG = 256;
 
-interface PassGeom {
-  /** source: byte offset of pixel (y, x) channel c = y * rowBytes + x * channels + c */
-  H: number; W: number; rowBytes: number; channels: number;
-  oh: number; ow: number; kx: number; ky: number; offX: number; offY: number;
+/**
+ * Sizes of one band of the two passes, as a uniform: all sizes are uniforms, so one pipeline per
+ * pass serves every image size (a photo of a new size compiles nothing).
+ */
+const PARAMS = /* wgsl */ `
+struct Params {
+  rows: u32,        // source rows in the band (pass 1)
+  row_bytes: u32,   // bytes of a source row in src
+  channels: u32,
+  ow: u32,          // output width
+  kx: u32,          // taps per output of each table
+  ky: u32,
+  off_x: u32,       // where each table starts in tab (packTables)
+  off_y: u32,
+  oh: u32,          // output height
+  y0: u32,          // the band's first source row
+  oy0: u32,         // the band's first output row
+  orows: u32,       // output rows in the band (pass 2)
 }
+@group(0) @binding(0) var<uniform> P: Params;
+`;
 
-/** Pass 1: bytes [H, W, ch] -> tmp [H, ow, 3] = sum_j w_x[j] * byte / 255. */
-const horizontalWGSL = (g: PassGeom): string => /* wgsl */ `
+/** Pass 1: bytes [rows, W, ch] -> tmp [rows, ow, 3] = sum_j w_x[j] * byte / 255. */
+const horizontalWGSL = /* wgsl */ `
 // ---- kernel: preprocess_resize_h ----
-// bytes [${g.H}, ${g.W}, ${g.channels}] (row ${g.rowBytes} bytes) -> tmp [${g.H}, ${g.ow}, 3]
-@group(0) @binding(0) var<storage, read> src: array<u32>;
-@group(0) @binding(1) var<storage, read> tab: array<f32>;
-@group(0) @binding(2) var<storage, read_write> tmp: array<f32>;
+${PARAMS}
+@group(0) @binding(1) var<storage, read> src: array<u32>;
+@group(0) @binding(2) var<storage, read> tab: array<f32>;
+@group(0) @binding(3) var<storage, read_write> tmp: array<f32>;
 
 fn byteAt(i: u32) -> f32 { return f32((src[i >> 2u] >> ((i & 3u) * 8u)) & 255u); }
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.y * nwg.x + wid.x) * ${WG}u + lid; // one output pixel, its 3 channels
-  if (i >= ${g.H * g.ow}u) { return; }
-  let ox = i % ${g.ow}u;
-  let y = i / ${g.ow}u;
-  let lo = bitcast<u32>(tab[${g.offX}u + ox]);
-  let n = bitcast<u32>(tab[${g.offX + g.ow}u + ox]);
-  let wb = ${g.offX + 2 * g.ow}u + ox * ${g.kx}u;
-  let row = y * ${g.rowBytes}u;
+  let i = (wid.y * nwg.x + wid.x) * ${WG}u + lid; // one output pixel of the band, its 3 channels
+  if (i >= P.rows * P.ow) { return; }
+  let ox = i % P.ow;
+  let y = i / P.ow;
+  let lo = bitcast<u32>(tab[P.off_x + ox]);
+  let n = bitcast<u32>(tab[P.off_x + P.ow + ox]);
+  let wb = P.off_x + 2u * P.ow + ox * P.kx;
+  let row = y * P.row_bytes;
   var acc = vec3f(0.0);
   for (var j = 0u; j < n; j++) {
-    let p = row + (lo + j) * ${g.channels}u;
+    let p = row + (lo + j) * P.channels;
     acc += (vec3f(byteAt(p), byteAt(p + 1u), byteAt(p + 2u)) / 255.0) * tab[wb + j];
   }
   tmp[i * 3u] = acc.x; tmp[i * 3u + 1u] = acc.y; tmp[i * 3u + 2u] = acc.z;
 }
 `;
 
-/** Pass 2: tmp [H, ow, 3] -> out [1, oh, ow, 3] = (sum_j w_y[j] * tmp - mean) / std. */
-const verticalWGSL = (g: PassGeom): string => /* wgsl */ `
+/** Pass 2: tmp [rows, ow, 3] -> out [1, oh, ow, 3] rows oy0.. = (sum_j w_y[j] * tmp - mean) / std. */
+const verticalWGSL = /* wgsl */ `
 // ---- kernel: preprocess_resize_v_normalize ----
-// tmp [${g.H}, ${g.ow}, 3] -> out [1, ${g.oh}, ${g.ow}, 3]
-@group(0) @binding(0) var<storage, read> tmp: array<f32>;
-@group(0) @binding(1) var<storage, read> tab: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+${PARAMS}
+@group(0) @binding(1) var<storage, read> tmp: array<f32>;
+@group(0) @binding(2) var<storage, read> tab: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 const MEAN = vec3f(${IMAGENET_MEAN.join(', ')});
 const STD = vec3f(${IMAGENET_STD.join(', ')});
@@ -163,60 +182,114 @@ const STD = vec3f(${IMAGENET_STD.join(', ')});
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.y * nwg.x + wid.x) * ${WG}u + lid; // one output pixel, its 3 channels
-  if (i >= ${g.oh * g.ow}u) { return; }
-  let ox = i % ${g.ow}u;
-  let oy = i / ${g.ow}u;
-  let lo = bitcast<u32>(tab[${g.offY}u + oy]);
-  let n = bitcast<u32>(tab[${g.offY + g.oh}u + oy]);
-  let wb = ${g.offY + 2 * g.oh}u + oy * ${g.ky}u;
+  let k = (wid.y * nwg.x + wid.x) * ${WG}u + lid; // one output pixel of the band, its 3 channels
+  if (k >= P.orows * P.ow) { return; }
+  let ox = k % P.ow;
+  let oy = P.oy0 + k / P.ow;
+  let lo = bitcast<u32>(tab[P.off_y + oy]);
+  let n = bitcast<u32>(tab[P.off_y + P.oh + oy]);
+  let wb = P.off_y + 2u * P.oh + oy * P.ky;
   var acc = vec3f(0.0);
   for (var j = 0u; j < n; j++) {
-    let p = ((lo + j) * ${g.ow}u + ox) * 3u;
+    let p = ((lo + j - P.y0) * P.ow + ox) * 3u;
     acc += vec3f(tmp[p], tmp[p + 1u], tmp[p + 2u]) * tab[wb + j];
   }
   let v = (acc - MEAN) / STD;
+  let i = oy * P.ow + ox;
   out[i * 3u] = v.x; out[i * 3u + 1u] = v.y; out[i * 3u + 2u] = v.z;
 }
 `;
 
-interface Tables { t: Tensor; offX: number; offY: number; kx: number; ky: number }
+interface Tables { t: Tensor; offX: number; offY: number; kx: number; ky: number; ymin: Int32Array; ysize: Int32Array }
 const tableCache = new WeakMap<GpuContext, Map<string, Tables>>();
+/** Source sizes whose tables a context keeps (the most recent; a video has one size). */
+const TABLES_KEPT = 4;
 
-/** The weight tables for one source size, uploaded once per context. */
+/** The weight tables for one source size, uploaded once per context (for the last few sizes). */
 function tables(ctx: GpuContext, H: number, W: number, oh: number, ow: number, antialias: boolean): Tables {
   let m = tableCache.get(ctx);
   if (!m) tableCache.set(ctx, (m = new Map()));
   const key = `${H}x${W}->${oh}x${ow}${antialias ? ' aa' : ''}`;
   let e = m.get(key);
-  if (!e) {
-    const weights = antialias ? aaWeights : bilinearWeights;
-    const wx = weights(W, ow), wy = weights(H, oh);
-    const p = packTables(wx, wy);
-    e = { t: ctx.upload(p.data, [p.data.length]), offX: p.offX, offY: p.offY, kx: wx.k, ky: wy.k };
-    m.set(key, e);
+  if (e) {
+    m.delete(key);
+    m.set(key, e); // most recent last
+    return e;
+  }
+  const weights = antialias ? aaWeights : bilinearWeights;
+  const wx = weights(W, ow), wy = weights(H, oh);
+  const p = packTables(wx, wy);
+  e = { t: ctx.upload(p.data, [p.data.length]), offX: p.offX, offY: p.offY, kx: wx.k, ky: wy.k, ymin: wy.xmin, ysize: wy.xsize };
+  m.set(key, e);
+  for (const [k, old] of m) {
+    if (m.size <= TABLES_KEPT) break;
+    m.delete(k);
+    old.t.release();
   }
   return e;
 }
 
-/** Resize + normalise from a buffer of packed bytes (shared by the Node and browser paths). */
-function resizeNormalize(ctx: GpuContext, bytes: GPUBuffer | Tensor, H: number, W: number, rowBytes: number,
-  channels: number, size: number, antialias: boolean): Tensor {
+/** A band: output rows [oy0, oy1) made from source rows [y0, y1). */
+export interface Band { oy0: number; oy1: number; y0: number; y1: number }
+
+/**
+ * Splits the output rows into bands whose source rows fit `limit` bytes both as source bytes
+ * (`srcRowBytes` a row) and as the horizontal pass's output (`tmpRowBytes` a row): one band
+ * unless the image is too large for one binding. Source rows shared by two bands are read twice.
+ */
+export function planBands(ymin: Int32Array, ysize: Int32Array, srcRowBytes: number, tmpRowBytes: number, limit: number): Band[] {
+  const rowBytes = Math.max(srcRowBytes, tmpRowBytes);
+  const bands: Band[] = [];
+  const oh = ymin.length;
+  for (let oy0 = 0; oy0 < oh;) {
+    const y0 = ymin[oy0]!;
+    let y1 = y0 + ysize[oy0]!, oy1 = oy0 + 1;
+    while (oy1 < oh && (Math.max(y1, ymin[oy1]! + ysize[oy1]!) - y0) * rowBytes <= limit) {
+      y1 = Math.max(y1, ymin[oy1]! + ysize[oy1]!);
+      oy1++;
+    }
+    bands.push({ oy0, oy1, y0, y1 });
+    oy0 = oy1;
+  }
+  return bands;
+}
+
+/**
+ * Resize + normalise, band by band (shared by the Node and browser paths): `fill(band, buffer)`
+ * puts the band's source rows into `buffer` (row y of the image at (y - band.y0) * rowBytes).
+ */
+function resizeNormalize(ctx: GpuContext, H: number, W: number, rowBytes: number, channels: number, size: number,
+  antialias: boolean, fill: (band: Band, buffer: GPUBuffer) => void): Tensor {
   const tb = tables(ctx, H, W, size, size, antialias);
-  const g: PassGeom = { H, W, rowBytes, channels, oh: size, ow: size, kx: tb.kx, ky: tb.ky, offX: tb.offX, offY: tb.offY };
-  const tmp = ctx.empty([H, size, 3]);
-  ctx.run({
-    pipeline: ctx.pipeline('preprocess_resize_h', horizontalWGSL(g)),
-    bindings: [bytes, tb.t, tmp],
-    workgroups: grid1d(Math.ceil((H * size) / WG)).workgroups,
-  });
+  const tmpRowBytes = size * 3 * 4;
+  const limit = ctx.tileBytes;
+  const bands = planBands(tb.ymin, tb.ysize, rowBytes, tmpRowBytes, limit);
+  const maxRows = Math.max(...bands.map((b) => b.y1 - b.y0));
+  if (maxRows * Math.max(rowBytes, tmpRowBytes) > ctx.maxBindingBytes) {
+    throw new RangeError(`preprocess: one output row of a ${W}x${H} image needs ${maxRows} source rows, more than one GPU binding holds`);
+  }
+  const src = ctx.allocBuffer(maxRows * rowBytes);
+  const tmp = ctx.empty([maxRows, size, 3]);
   const out = ctx.empty([1, size, size, 3]);
-  ctx.run({
-    pipeline: ctx.pipeline('preprocess_resize_v_normalize', verticalWGSL(g)),
-    bindings: [tmp, tb.t, out],
-    workgroups: grid1d(Math.ceil((size * size) / WG)).workgroups,
-  });
-  tmp.release();
+  const h = ctx.pipeline('preprocess_resize_h', horizontalWGSL);
+  const v = ctx.pipeline('preprocess_resize_v_normalize', verticalWGSL);
+  try {
+    for (const band of bands) {
+      fill(band, src);
+      const rows = band.y1 - band.y0, orows = band.oy1 - band.oy0;
+      const params = ctx.uniform(new Uint32Array([
+        rows, rowBytes, channels, size, tb.kx, tb.ky, tb.offX, tb.offY, size, band.y0, band.oy0, orows,
+      ]));
+      ctx.run({ pipeline: h, bindings: [params, src, tb.t, tmp], workgroups: grid1d(Math.ceil((rows * size) / WG)).workgroups });
+      ctx.run({ pipeline: v, bindings: [params, tmp, tb.t, out], workgroups: grid1d(Math.ceil((orows * size) / WG)).workgroups });
+    }
+  } catch (e) {
+    out.release();
+    throw e;
+  } finally {
+    ctx.recycle(src);
+    tmp.release();
+  }
   return out;
 }
 
@@ -228,23 +301,30 @@ export interface PreprocessOptions {
   antialias?: boolean;
 }
 
+/** Throws unless `src` is 8-bit RGB(A) pixels of its stated size (`who` names the caller). */
+export function checkImageSource(who: string, src: ImageSource): void {
+  const { data, width: W, height: H, channels } = src;
+  if (channels !== 3 && channels !== 4) throw new Error(`${who}: ${channels} channels, expected 3 or 4`);
+  if (!(Number.isInteger(W) && W > 0 && Number.isInteger(H) && H > 0)) {
+    throw new ImageSizeError(`${who}: the size ${W}x${H} is not two positive integers`);
+  }
+  if (!(data instanceof Uint8Array || data instanceof Uint8ClampedArray)) throw new Error(`${who}: data must be a Uint8Array or Uint8ClampedArray`);
+  if (data.length !== W * H * channels) throw new Error(`${who}: ${data.length} bytes for ${W}x${H}x${channels}`);
+}
+
 /**
  * EfficientTAMImagePredictor's transform of 8-bit RGB(A) pixels: [1, size, size, 3] channels-last,
- * normalised with the ImageNet mean and std.
+ * normalised with the ImageNet mean and std. The source rows go up band by band (one band unless
+ * the image is larger than `ctx.tileBytes`).
  */
 export function preprocessImage(ctx: GpuContext, src: ImageSource, size: number, opts: PreprocessOptions = {}): Tensor {
+  checkImageSource('preprocessImage', src);
   const { data, width: W, height: H, channels } = src;
-  if (channels !== 3 && channels !== 4) throw new Error(`preprocessImage: ${channels} channels, expected 3 or 4`);
-  if (data.length !== W * H * channels) throw new Error(`preprocessImage: ${data.length} bytes for ${W}x${H}x${channels}`);
-  // The bytes as u32 words (the last one zero-padded), uploaded once.
-  const nWords = Math.ceil(data.length / 4);
-  const words = new Uint8Array(nWords * 4);
-  words.set(data);
-  const packed = ctx.empty([nWords]); // u32 words, held in an f32 tensor (bits copied unchanged)
-  ctx.write(packed, new Float32Array(words.buffer));
-  const out = resizeNormalize(ctx, packed, H, W, W * channels, channels, size, opts.antialias ?? true);
-  packed.release();
-  return out;
+  const rowBytes = W * channels;
+  return resizeNormalize(ctx, H, W, rowBytes, channels, size, opts.antialias ?? true, (band, buffer) => {
+    // the band's bytes as u32 words (bits copied unchanged; the last word zero-padded)
+    ctx.write(buffer, data.subarray(band.y0 * rowBytes, band.y1 * rowBytes));
+  });
 }
 
 /** What `copyExternalImageToTexture` accepts and that has a size. */
@@ -252,30 +332,34 @@ export type TextureSource = ImageBitmap | VideoFrame | HTMLCanvasElement | HTMLV
 
 /**
  * The same transform for a browser image source: copied into an rgba8unorm texture by the GPU
- * (`copyExternalImageToTexture`, no colour conversion, no premultiplication), then into a buffer
- * of packed bytes (rows padded to 256 bytes), then resized as `preprocessImage` does.
+ * (`copyExternalImageToTexture`, no colour conversion, no premultiplication), then band by band
+ * into a buffer of packed bytes (rows padded to 256 bytes), then resized as `preprocessImage` does.
  */
 export function preprocessTexture(ctx: GpuContext, source: TextureSource, size: number, opts: PreprocessOptions = {}): Tensor {
   const dims = source as { videoWidth?: number; videoHeight?: number; displayWidth?: number; displayHeight?: number; width: number; height: number };
   const W = dims.videoWidth ?? dims.displayWidth ?? dims.width;
   const H = dims.videoHeight ?? dims.displayHeight ?? dims.height;
   const device = ctx.device;
+  checkImageSize('preprocessTexture', W, H, { maxSide: device.limits.maxTextureDimension2D, maxPixels: Infinity });
   const TEX_COPY_SRC = 0x01, TEX_COPY_DST = 0x02, TEX_RENDER_ATTACHMENT = 0x10; // GPUTextureUsage
   const tex = device.createTexture({
     size: [W, H],
     format: 'rgba8unorm',
     usage: TEX_COPY_SRC | TEX_COPY_DST | TEX_RENDER_ATTACHMENT,
   });
-  const rowBytes = Math.ceil((W * 4) / 256) * 256;
-  const buf = ctx.allocBuffer(rowBytes * H);
-  ctx.flush(); // earlier recorded work stays ordered before the copies
-  device.queue.copyExternalImageToTexture({ source }, { texture: tex, premultipliedAlpha: false }, [W, H]);
-  const enc = device.createCommandEncoder();
-  enc.copyTextureToBuffer({ texture: tex }, { buffer: buf, bytesPerRow: rowBytes, rowsPerImage: H }, [W, H]);
-  device.queue.submit([enc.finish()]);
-  const out = resizeNormalize(ctx, buf, H, W, rowBytes, 4, size, opts.antialias ?? true);
-  ctx.recycle(buf);
-  ctx.flush();
-  tex.destroy();
-  return out;
+  try {
+    const rowBytes = Math.ceil((W * 4) / 256) * 256;
+    ctx.flush(); // earlier recorded work stays ordered before the copies
+    device.queue.copyExternalImageToTexture({ source }, { texture: tex, premultipliedAlpha: false }, [W, H]);
+    return resizeNormalize(ctx, H, W, rowBytes, 4, size, opts.antialias ?? true, (band, buffer) => {
+      ctx.flush(); // the previous band's work goes first
+      const enc = device.createCommandEncoder();
+      const rows = band.y1 - band.y0;
+      enc.copyTextureToBuffer({ texture: tex, origin: [0, band.y0] }, { buffer, bytesPerRow: rowBytes, rowsPerImage: rows }, [W, rows]);
+      device.queue.submit([enc.finish()]);
+    });
+  } finally {
+    ctx.flush();
+    tex.destroy();
+  }
 }

@@ -211,9 +211,21 @@ export function validateConfig(cfg: unknown): EfficientTAMConfig {
   }
   need(t.embed_dim % t.num_heads === 0, 'image_encoder.trunk.embed_dim must be divisible by num_heads');
   need(!t.use_rel_pos, 'relative position embeddings (use_rel_pos) are not used by EfficientTAM and not supported');
-  need(typeof c.image_size === 'number' && c.image_size % t.patch_size === 0, 'image_size must be a multiple of the patch size');
+  for (const k of ['patch_size', 'embed_dim', 'depth', 'num_heads', 'window_size'] as const) {
+    need(Number.isInteger(t[k]), `image_encoder.trunk.${k} must be an integer`);
+  }
+  need(Number.isInteger(c.image_size) && c.image_size > 0 && c.image_size % t.patch_size === 0,
+    'image_size must be a positive integer multiple of the patch size');
   const n = c.image_encoder.neck;
   need(n.backbone_channel_list?.length === 1 && n.backbone_channel_list[0] === t.embed_dim,
     'image_encoder.neck.backbone_channel_list must be [trunk.embed_dim] (a plain ViT has one output)');
+  // sizes that kernels are generated from: whole numbers, checked before any WGSL is made
+  const whole = (v: unknown) => Number.isInteger(v) && (v as number) > 0;
+  need(whole(n.d_model), 'image_encoder.neck.d_model must be a positive integer');
+  if (c.memory_attention !== undefined) {
+    need(whole(c.memory_attention.d_model) && whole(c.memory_attention.num_layers), 'memory_attention.d_model and num_layers must be positive integers');
+  }
+  if (c.memory_encoder !== undefined) need(whole(c.memory_encoder.out_dim), 'memory_encoder.out_dim must be a positive integer');
+  if (c.num_maskmem !== undefined) need(whole(c.num_maskmem), 'num_maskmem must be a positive integer');
   return c;
 }

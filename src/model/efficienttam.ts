@@ -10,7 +10,7 @@
  *
  * (bracketed parts are being built; see the issues).
  */
-import type { GpuContext } from '../gpu/context.js';
+import type { Allocations, GpuContext } from '../gpu/context.js';
 import type { SafetensorsFile } from '../io/safetensors.js';
 import { WeightLoader, type WeightLoaderOptions } from '../io/weights.js';
 import { validateConfig, type EfficientTAMConfig } from './config.js';
@@ -65,21 +65,16 @@ export class EfficientTAM {
     readonly memoryAttention: MemoryAttention,
     /** tracking-only parameters: maskmem_tpos_enc, no_mem_pos_enc, no_obj_ptr, obj_ptr_proj, ... (tracker.ts) */
     readonly tracking: TrackingParts,
+    /** the loader that uploaded the weights (it holds their value check until `checkWeights`) */
+    private readonly loader: WeightLoader,
+    /** every buffer the load kept (weights, tables made from them), for `release` */
+    private readonly allocations: Allocations,
   ) {}
+
+  private valuesChecked: Promise<void> | null = null;
 
   /** How `create` / `prepare` chose and compiled the kernels (null until then). */
   kernelReport: PrepareReport | null = null;
-
-  /**
-   * Loads the model (as `load`) and gets its context ready to run it fast: the kernel table for
-   * this adapter (stored, tuned now, given, or the defaults: `tuning`) and the model's pipelines
-   * compiled ahead, asynchronously (see tune/prepare.ts). `kernelReport` says what was done.
-   */
-  static async create(ctx: GpuContext, weights: SafetensorsFile, config: unknown, opts: LoadOptions & KernelOptions = {}): Promise<EfficientTAM> {
-    const m = EfficientTAM.load(ctx, weights, config, opts);
-    await m.prepare(opts);
-    return m;
-  }
 
   /** Chooses (or tunes) and compiles this model's kernels on its context; see `create`. */
   async prepare(opts: KernelOptions = {}): Promise<PrepareReport> {
@@ -93,8 +88,31 @@ export class EfficientTAM {
   }
 
   /**
-   * Builds the model on the GPU from a weights file: every weight is checked by name and shape
-   * and uploaded once; all problems are reported in one WeightError.
+   * Builds the model on the GPU from a weights file, checking every weight's values: `load`, then
+   * `checkWeights` (one readback for all the weights). Rejects with a WeightError (names,
+   * shapes, dtypes) or a WeightValueError (NaN or infinities, naming the first tensor holding
+   * them); either way nothing it uploaded stays on the GPU.
+   * Then gets the context ready to run it fast (`prepare`): the kernel table for this adapter
+   * (stored, tuned now, given, or the defaults: `tuning`) and the model's pipelines compiled
+   * ahead, asynchronously (see tune/prepare.ts); `kernelReport` says what was done.
+   */
+  static async create(ctx: GpuContext, weights: SafetensorsFile, config: unknown, opts: LoadOptions & KernelOptions = {}): Promise<EfficientTAM> {
+    const model = EfficientTAM.load(ctx, weights, config, opts);
+    try {
+      await model.checkWeights();
+    } catch (e) {
+      model.release();
+      throw e;
+    }
+    await model.prepare(opts);
+    return model;
+  }
+
+  /**
+   * Builds the model on the GPU from a weights file: every weight is checked by name, shape and
+   * dtype and uploaded once; all problems are reported in one WeightError, after which nothing
+   * it uploaded stays on the GPU. The weights' values are checked on the GPU as they are
+   * uploaded; `await model.checkWeights()` for the result (`create` does both).
    */
   static load(ctx: GpuContext, weights: SafetensorsFile, config: unknown, opts: LoadOptions = {}): EfficientTAM {
     const cfg = validateConfig(config);
@@ -110,7 +128,21 @@ export class EfficientTAM {
       allowUnused: opts.allowUnused ?? NOT_YET_BUILT,
       f16: precision === 'f16' ? f16Weights(opts.f16Policy) : undefined,
     });
-    ctx.kernels.f16 = f16Settings(precision, opts.f16Policy);
+    const allocations = ctx.beginAllocations();
+    try {
+      const model = EfficientTAM.build(ctx, w, cfg, allocations);
+      ctx.endAllocations(allocations);
+      ctx.kernels.f16 = f16Settings(precision, opts.f16Policy);
+      return model;
+    } catch (e) {
+      // a failed load leaves nothing on the GPU: what it uploaded or made is given back
+      w.discardChecks();
+      ctx.freeAllocations(allocations);
+      throw e;
+    }
+  }
+
+  private static build(ctx: GpuContext, w: WeightLoader, cfg: EfficientTAMConfig, allocations: Allocations): EfficientTAM {
     const imageEncoder = ImageEncoder.load(ctx, w, cfg);
     const C = cfg.image_encoder.neck.d_model; // hidden_dim
     const g = cfg.image_size / cfg.image_encoder.trunk.patch_size; // backbone stride 16
@@ -121,6 +153,24 @@ export class EfficientTAM {
     const memoryAttention = MemoryAttention.load(ctx, w, 'memory_attention', cfg.memory_attention);
     const tracking = TrackingParts.load(ctx, w, cfg);
     w.finish();
-    return new EfficientTAM(ctx, cfg, imageEncoder, promptEncoder, maskDecoder, noMemEmbed, memoryEncoder, memoryAttention, tracking);
+    return new EfficientTAM(ctx, cfg, imageEncoder, promptEncoder, maskDecoder, noMemEmbed, memoryEncoder, memoryAttention, tracking, w, allocations);
+  }
+
+  /**
+   * Resolves once the weights' values are known to be finite; rejects with a WeightValueError
+   * naming the tensors that hold NaN or infinities. Reads the flags the load set on the GPU
+   * (one readback, the first time; later calls give the same answer).
+   */
+  checkWeights(): Promise<void> {
+    return (this.valuesChecked ??= this.loader.checkValues());
+  }
+
+  /**
+   * Frees the GPU memory the model's load kept (its weights and the tables made from them); the
+   * model cannot be used afterwards. Predictors made from it must be done with it first.
+   */
+  release(): void {
+    this.loader.discardChecks();
+    this.ctx.freeAllocations(this.allocations);
   }
 }

@@ -11,17 +11,25 @@
  * labels (1 positive, 0 negative), a box (x0, y0, x1, y1) or several (one object each), and a
  * mask prompt (low-res logits of an earlier prediction). Boxes become two points labelled 2, 3 put
  * before the clicks. Everything stays on the GPU; a predict call reads back once, and only what
- * was asked for.
+ * was asked for. Masks at the image's size are made and read back in tiles (mask_upsample.ts), so
+ * any image the library takes (io/image_size.ts) works within WebGPU's default binding limit.
+ *
+ * Errors: a bad prompt is a PromptError, a bad image an ImageSizeError (both before any GPU
+ * work); GPU work the GPU refuses is a GpuError naming the call and its sizes. After any of them
+ * nothing is leaked and the predictor is usable (after a failed setImage, set an image again).
  */
-import type { GpuContext } from '../gpu/context.js';
+import type { GpuContext, GpuError, Readback } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
+import { checkImageSize } from '../io/image_size.js';
 import { add } from '../kernels/elementwise.js';
-import { maskBytes, maskOverlay, resizeBilinear, unary } from '../kernels/mask_ops.js';
+import { unary } from '../kernels/mask_ops.js';
+import { upsampleByteLength, upsampleInto, type UpsampleOptions } from '../kernels/mask_upsample.js';
 import { postprocessLowRes } from '../kernels/mask_postprocess.js';
-import { preprocessImage, type ImageSource } from '../kernels/preprocess.js';
+import { checkImageSource, preprocessImage, type ImageSource } from '../kernels/preprocess.js';
 import { drawMasks, type DrawMasksOptions } from '../kernels/draw_masks.js';
 import { pickBestMask } from '../kernels/track_ops.js';
 import type { EfficientTAM } from './efficienttam.js';
+import { checkBox, checkLabel, checkMaskInput, checkPoint, PromptError } from './prompts.js';
 
 const f = Math.fround;
 
@@ -35,8 +43,8 @@ export interface PredictOptions {
   labels?: readonly number[] | readonly (readonly number[])[];
   /** one box [x0, y0, x1, y1], or B boxes (one object each) */
   box?: Box | readonly Box[];
-  /** low-res logits of an earlier prediction: 1 or B planes of (S/4) x (S/4) */
-  maskInput?: Float32Array;
+  /** low-res logits of an earlier prediction: 1 or B planes of (S/4) x (S/4), any array of numbers */
+  maskInput?: ArrayLike<number>;
   /** three masks per object (default true), or one (with the stability fallback) */
   multimask?: boolean;
   /** masks as logits (Float32Array) instead of 0/1 bytes */
@@ -84,9 +92,31 @@ interface PreparedPrompts {
   maskBatch: number;
 }
 
+export interface ImagePredictorOptions {
+  /** logit threshold of the binary masks and overlays (the official `mask_threshold`, 0); finite */
+  maskThreshold?: number;
+  /** antialiased resizing of the input (torchvision >= 0.17's default; false for older torchvision) */
+  antialias?: boolean;
+  /** the official max_hole_area (0 = off, the default) */
+  maxHoleArea?: number;
+  /** the official max_sprinkle_area (0 = off, the default) */
+  maxSprinkleArea?: number;
+  /** largest image taken, in pixels (default MAX_IMAGE_PIXELS, 2^27) */
+  maxImagePixels?: number;
+}
+
+/** What one predict call recorded: the readback and what its parts are. */
+interface Recorded {
+  rb: Readback;
+  numMasks: number;
+  parts: ('ious' | 'lowres' | 'logits' | 'bytes' | 'overlay')[];
+}
+
 export class ImagePredictor {
   private embed: Tensor | null = null;
   private origHW: [number, number] | null = null;
+  /** the GPU's verdict on the last setImage / setInput (awaited by the next predict) */
+  private pending: Promise<GpuError | null> | null = null;
 
   /** Logit threshold of the binary masks (the official `mask_threshold`, 0). */
   readonly maskThreshold: number;
@@ -99,16 +129,23 @@ export class ImagePredictor {
   readonly maxHoleArea: number;
   /** Remove foreground components of at most this area likewise (max_sprinkle_area; 0 = off). */
   readonly maxSprinkleArea: number;
+  /** Largest image taken, in pixels. */
+  readonly maxImagePixels: number | undefined;
 
-  constructor(readonly model: EfficientTAM,
-    opts: { maskThreshold?: number; antialias?: boolean; maxHoleArea?: number; maxSprinkleArea?: number } = {}) {
+  constructor(readonly model: EfficientTAM, opts: ImagePredictorOptions = {}) {
     this.maskThreshold = opts.maskThreshold ?? 0;
     this.antialias = opts.antialias ?? true;
     this.maxHoleArea = opts.maxHoleArea ?? 0;
     this.maxSprinkleArea = opts.maxSprinkleArea ?? 0;
-    for (const [k, v] of [['maxHoleArea', this.maxHoleArea], ['maxSprinkleArea', this.maxSprinkleArea]] as const) {
-      if (!(v >= 0) || !Number.isFinite(v)) throw new Error(`ImagePredictor: ${k} ${v} is not a non-negative area`);
+    this.maxImagePixels = opts.maxImagePixels;
+    if (typeof this.maskThreshold !== 'number' || !Number.isFinite(this.maskThreshold)) {
+      throw new RangeError(`ImagePredictor: maskThreshold ${this.maskThreshold} is not a finite number`);
     }
+    for (const [k, v] of [['maxHoleArea', this.maxHoleArea], ['maxSprinkleArea', this.maxSprinkleArea]] as const) {
+      if (!(v >= 0) || !Number.isFinite(v)) throw new RangeError(`ImagePredictor: ${k} ${v} is not a non-negative area`);
+    }
+    const mp = this.maxImagePixels;
+    if (mp !== undefined && !(Number.isInteger(mp) && mp > 0)) throw new RangeError(`ImagePredictor: maxImagePixels ${mp} is not a positive integer`);
   }
 
   get ctx(): GpuContext {
@@ -131,32 +168,72 @@ export class ImagePredictor {
     return this.embed;
   }
 
-  /** Embeds an RGB(A) image (8-bit, row-major). Records GPU work only. */
+  private checkSize(what: string, width: number, height: number): void {
+    checkImageSize(what, width, height, { maxPixels: this.maxImagePixels, maxSide: this.ctx.device.limits.maxTextureDimension2D });
+  }
+
+  /**
+   * Embeds an RGB(A) image (8-bit, row-major). Records GPU work only; a refusal of the GPU is
+   * reported by the next `predict`. Throws an ImageSizeError for an image the library does not
+   * take (before any allocation).
+   */
   setImage(source: ImageSource): void {
     const { width, height } = source;
-    if (!(width > 0 && height > 0)) throw new Error(`ImagePredictor.setImage: empty image (${width}x${height})`);
+    this.checkSize('ImagePredictor.setImage', width, height);
+    checkImageSource('ImagePredictor.setImage', source);
+    this.reset();
     const S = this.model.imageSize;
-    const pixels = preprocessImage(this.ctx, source, S, { antialias: this.antialias }); // [1, S, S, 3]
-    try {
-      this.setInput(pixels, width, height);
-    } finally {
-      pixels.release();
-    }
+    this.embedLater(`ImagePredictor.setImage (${width}x${height} image)`, width, height, () => {
+      const pixels = preprocessImage(this.ctx, source, S, { antialias: this.antialias }); // [1, S, S, 3]
+      try {
+        return this.encode(pixels);
+      } finally {
+        pixels.release();
+      }
+    });
   }
 
   /** Embeds an already preprocessed input [1, S, S, 3] of an image of the given original size. */
   setInput(pixels: Tensor, width: number, height: number): void {
+    this.checkSize('ImagePredictor.setInput', width, height);
+    const S = this.model.imageSize;
+    if (pixels.shape.length !== 4 || pixels.shape[0] !== 1 || pixels.shape[1] !== S || pixels.shape[2] !== S || pixels.shape[3] !== 3) {
+      throw new Error(`ImagePredictor.setInput: pixels [${pixels.shape}] are not [1, ${S}, ${S}, 3]`);
+    }
     this.reset();
+    this.embedLater(`ImagePredictor.setInput (${width}x${height} image)`, width, height, () => this.encode(pixels));
+  }
+
+  private embedLater(op: string, width: number, height: number, record: () => Tensor): void {
+    const { value, error } = this.ctx.guardLater(op, record, (embed) => embed.release());
+    this.embed = value;
+    this.origHW = [height, width];
+    this.pending = error;
+  }
+
+  /** image encoder -> vision features (+ no_mem_embed) [1, g, g, C] */
+  private encode(pixels: Tensor): Tensor {
     const m = this.model;
     const out = m.imageEncoder.forward(pixels);
     out.trunk.release();
-    let embed = out.visionFeatures; // [1, g, g, C]
-    if (m.config.directly_add_no_mem_embed) {
-      embed = add(this.ctx, out.visionFeatures, m.noMemEmbed);
-      out.visionFeatures.release();
+    if (!m.config.directly_add_no_mem_embed) return out.visionFeatures;
+    const embed = add(this.ctx, out.visionFeatures, m.noMemEmbed);
+    out.visionFeatures.release();
+    return embed;
+  }
+
+  /** Waits for the GPU's verdict on the image set; a refused setImage leaves no image set. */
+  private async settle(): Promise<void> {
+    const pending = this.pending, embed = this.embed;
+    if (!pending) return;
+    const err = await pending;
+    if (this.embed !== embed) return; // another image was set meanwhile
+    this.pending = null;
+    if (err) {
+      this.embed = null; // released by the guard's cleanup
+      this.origHW = null;
+      throw err;
     }
-    this.embed = embed;
-    this.origHW = [height, width];
   }
 
   /**
@@ -167,7 +244,7 @@ export class ImagePredictor {
     const g = this.model.promptEncoder.embedSize, C = this.model.promptEncoder.embedDim;
     const ok = embed.shape.length === 4 && [1, g, g, C].every((d, i) => embed.shape[i] === d);
     if (!ok) throw new Error(`ImagePredictor.setEmbedding: [${embed.shape}] is not [1, ${g}, ${g}, ${C}]`);
-    if (!(width > 0 && height > 0)) throw new Error(`ImagePredictor.setEmbedding: bad image size ${width}x${height}`);
+    this.checkSize('ImagePredictor.setEmbedding', width, height);
     this.reset();
     this.embed = embed;
     this.origHW = [height, width];
@@ -178,6 +255,7 @@ export class ImagePredictor {
     this.embed?.release();
     this.embed = null;
     this.origHW = null;
+    this.pending = null;
   }
 
   /** Checks the prompts and maps them to the SxS input frame (boxes first, as two corner points). */
@@ -186,39 +264,33 @@ export class ImagePredictor {
     const [H, W] = this.origHW;
     const S = this.model.imageSize;
     const m = this.model.promptEncoder.maskInputSize;
-    const isNum = (v: unknown): v is number => typeof v === 'number';
-    const inImage = (x: number, y: number, what: string) => {
-      if (!Number.isFinite(x) || !Number.isFinite(y)) throw new Error(`ImagePredictor: ${what} (${x}, ${y}) is not finite`);
-      if (x < 0 || y < 0 || x > W || y > H) {
-        throw new Error(`ImagePredictor: ${what} (${x}, ${y}) is outside the ${W}x${H} image`);
-      }
-    };
+    const who = 'ImagePredictor';
 
     // points: [B][N][2]
     let pts: number[][][] = [];
     let lbs: number[][] = [];
     if (o.points !== undefined || o.labels !== undefined) {
-      if (o.points === undefined || o.labels === undefined) throw new Error('ImagePredictor: points and labels must be given together');
+      if (o.points === undefined || o.labels === undefined) throw new PromptError('ImagePredictor: points and labels must be given together');
+      if (!Array.isArray(o.points) || !Array.isArray(o.labels)) throw new PromptError('ImagePredictor: points and labels must be arrays');
       const batched = o.points.length > 0 && Array.isArray(o.points[0]) && Array.isArray((o.points[0] as readonly unknown[])[0]);
       pts = (batched ? o.points : [o.points]) as number[][][];
       const lb = o.labels as readonly unknown[];
       const labelsBatched = lb.length > 0 && Array.isArray(lb[0]);
       lbs = (labelsBatched ? lb : [lb]) as number[][];
       if (batched !== labelsBatched && !(pts.length === 1 && lbs.length === 1)) {
-        throw new Error('ImagePredictor: points and labels must both be batched (B lists) or both not');
+        throw new PromptError('ImagePredictor: points and labels must both be batched (B lists) or both not');
       }
-      if (lbs.length !== pts.length) throw new Error(`ImagePredictor: ${pts.length} point lists but ${lbs.length} label lists`);
+      if (lbs.length !== pts.length) throw new PromptError(`ImagePredictor: ${pts.length} point lists but ${lbs.length} label lists`);
       pts.forEach((list, b) => {
         const labels = lbs[b]!;
+        if (!Array.isArray(list) || !Array.isArray(labels)) throw new PromptError(`ImagePredictor: the points and labels of object ${b} are not arrays`);
         if (labels.length !== list.length) {
-          throw new Error(`ImagePredictor: ${list.length} points but ${labels.length} labels${pts.length > 1 ? ` (object ${b})` : ''}`);
+          throw new PromptError(`ImagePredictor: ${list.length} points but ${labels.length} labels${pts.length > 1 ? ` (object ${b})` : ''}`);
         }
-        if (list.length !== pts[0]!.length) throw new Error('ImagePredictor: every object needs the same number of points');
+        if (list.length !== pts[0]!.length) throw new PromptError('ImagePredictor: every object needs the same number of points');
         list.forEach((p, i) => {
-          if (p.length !== 2 || !p.every(isNum)) throw new Error(`ImagePredictor: point ${i} is not [x, y]`);
-          inImage(p[0]!, p[1]!, `point ${i}`);
-          const l = labels[i]!;
-          if (!(l === 0 || l === 1 || l === -1 || l === 2 || l === 3)) throw new Error(`ImagePredictor: label ${l} of point ${i} is not 0 or 1`);
+          checkPoint(who, p, i, W, H);
+          checkLabel(who, labels[i], i);
         });
       });
     }
@@ -227,31 +299,24 @@ export class ImagePredictor {
     let boxes: number[][] = [];
     if (o.box !== undefined) {
       const bx = o.box as readonly unknown[];
+      if (!Array.isArray(bx)) throw new PromptError('ImagePredictor: box is not [x0, y0, x1, y1] or a list of them');
       boxes = (bx.length > 0 && Array.isArray(bx[0]) ? bx : [bx]) as number[][];
-      boxes.forEach((b, i) => {
-        if (b.length !== 4 || !b.every(isNum)) throw new Error(`ImagePredictor: box ${i} is not [x0, y0, x1, y1]`);
-        const [x0, y0, x1, y1] = b as [number, number, number, number];
-        inImage(x0, y0, `box ${i} corner`);
-        inImage(x1, y1, `box ${i} corner`);
-        if (x1 < x0 || y1 < y0) throw new Error(`ImagePredictor: box ${i} [${b.join(', ')}] has x1 < x0 or y1 < y0`);
-      });
+      boxes.forEach((b, i) => checkBox(who, b, i, W, H));
     }
 
     const nP = pts.length, nB = boxes.length;
-    if (nP > 1 && nB > 1 && nP !== nB) throw new Error(`ImagePredictor: ${nB} boxes but ${nP} point lists`);
+    if (nP > 1 && nB > 1 && nP !== nB) throw new PromptError(`ImagePredictor: ${nB} boxes but ${nP} point lists`);
     let batch = Math.max(nP, nB, 1);
 
     // mask prompt
     let mask: Float32Array | null = null;
     let maskBatch = 0;
     if (o.maskInput !== undefined) {
-      mask = o.maskInput;
-      maskBatch = mask.length / (m * m);
-      if (!Number.isInteger(maskBatch) || maskBatch < 1) {
-        throw new Error(`ImagePredictor: maskInput has ${mask.length} values; expected 1 or B planes of ${m}x${m}`);
-      }
+      const mi = checkMaskInput(who, o.maskInput, m * m, `${m}x${m}`);
+      mask = mi.data;
+      maskBatch = mi.planes;
       if (nP === 0 && nB === 0) batch = maskBatch;
-      else if (maskBatch !== 1 && maskBatch !== batch) throw new Error(`ImagePredictor: maskInput has ${maskBatch} planes for ${batch} objects`);
+      else if (maskBatch !== 1 && maskBatch !== batch) throw new PromptError(`ImagePredictor: maskInput has ${maskBatch} planes for ${batch} objects`);
     }
 
     // original pixels -> SxS input frame (transform_coords: x / W * S), boxes first
@@ -284,91 +349,100 @@ export class ImagePredictor {
    * stays usable.
    */
   async predict(o: PredictOptions = {}): Promise<PredictResult> {
+    await this.settle();
     const p = this.prepare(o);
+    const [H, W] = this.origHW!;
+    const B = p.batch;
+    const multimask = o.multimask ?? true;
+    const op = `ImagePredictor.predict (${W}x${H} image, ${B} object${B > 1 ? 's' : ''}${multimask ? ' x 3 masks' : ''})`;
+    const rec = await this.ctx.guard(op, () => this.record(p, o), (r) => r.rb.destroy());
+    const data = await rec.rb.read(); // destroys the staging buffers, also on failure
+
+    const M = rec.numMasks, m = this.model.promptEncoder.maskInputSize;
+    const res: PredictResult = { batch: B, numMasks: M, width: W, height: H, ious: new Float32Array(0), lowResSize: m };
+    rec.parts.forEach((name, i) => {
+      const buf = data[i]!;
+      if (name === 'ious') res.ious = new Float32Array(buf, 0, B * M);
+      else if (name === 'lowres') res.lowResLogits = new Float32Array(buf, 0, B * M * m * m);
+      else if (name === 'logits') res.masks = new Float32Array(buf, 0, B * M * H * W);
+      else if (name === 'bytes') res.masks = new Uint8Array(buf, 0, B * M * H * W);
+      else res.overlay = new Uint8ClampedArray(buf, 0, H * W * 4);
+    });
+    return res;
+  }
+
+  /** Records the decoder and everything read back (synchronous: one error scope). */
+  private record(p: PreparedPrompts, o: PredictOptions): Recorded {
     const ctx = this.ctx;
     const model = this.model;
     const pe = model.promptEncoder;
     const [H, W] = this.origHW!;
     const m = pe.maskInputSize;
     const B = p.batch;
+    const own: Tensor[] = [];
+    let rb: Readback | null = null;
+    try {
+      const sparse = p.count > 0
+        ? pe.embedPoints({ coords: p.coords, labels: p.labels, batch: B, count: p.count }, true).data
+        : new Float32Array(0);
+      let dense: Tensor = pe.noMaskEmbed; // [C]
+      if (p.mask) {
+        const maskT = ctx.upload(p.mask, [p.maskBatch, m, m, 1]);
+        own.push(maskT);
+        dense = pe.embedMasks(maskT); // [Bm, g, g, C]
+        own.push(dense);
+      }
+      const out = model.maskDecoder.forward({
+        imageEmbed: this.embed!, imagePe: pe.densePe, sparse, batch: B, dense, multimaskOutput: o.multimask ?? true,
+      });
+      own.push(out.masks, out.iouPred, out.samTokensOut, out.objectScoreLogits);
+      const M = out.masks.shape[1]!;
 
-    const sparse = p.count > 0
-      ? pe.embedPoints({ coords: p.coords, labels: p.labels, batch: B, count: p.count }, true).data
-      : new Float32Array(0);
-    let dense: Tensor;
-    let maskT: Tensor | null = null;
-    if (p.mask) {
-      maskT = ctx.upload(p.mask, [p.maskBatch, m, m, 1]);
-      dense = pe.embedMasks(maskT); // [Bm, g, g, C]
-    } else {
-      dense = pe.noMaskEmbed; // [C]
-    }
-    const out = model.maskDecoder.forward({
-      imageEmbed: this.embed!, imagePe: pe.densePe, sparse, batch: B, dense, multimaskOutput: o.multimask ?? true,
-    });
-    if (maskT) { maskT.release(); dense.release(); }
-    const M = out.masks.shape[1]!;
-
-    // what to read back, packed into one buffer
-    const parts: { name: string; t: Tensor; words: number }[] = [{ name: 'ious', t: out.iouPred, words: B * M }];
-    const wantMasks = o.returnMasks ?? true;
-    let full: Tensor | null = null;
-    if (wantMasks || o.overlay || o.draw) {
-      // postprocess_masks: holes / sprinkles on the low-res logits, then the resize. The low-res
-      // logits returned stay the unprocessed ones, as the official _predict returns them.
-      const post = this.maxHoleArea > 0 || this.maxSprinkleArea > 0
-        ? postprocessLowRes(ctx, out.masks, { maxHoleArea: this.maxHoleArea, maxSprinkleArea: this.maxSprinkleArea, threshold: this.maskThreshold })
-        : out.masks; // [B, M, S/4, S/4]
-      if (wantMasks || o.overlay) full = resizeBilinear(ctx, post, H, W); // [B, M, H, W] (from unclamped logits)
+      // postprocess_masks: holes / sprinkles on the low-res logits, then the resize (done by the
+      // tiles of upsampleInto). The low-res logits returned stay the unprocessed ones, as the
+      // official _predict returns them.
+      const wantMasks = o.returnMasks ?? true;
+      let post = out.masks; // [B, M, S/4, S/4]
+      if ((wantMasks || o.overlay || o.draw) && (this.maxHoleArea > 0 || this.maxSprinkleArea > 0)) {
+        post = postprocessLowRes(ctx, out.masks, { maxHoleArea: this.maxHoleArea, maxSprinkleArea: this.maxSprinkleArea, threshold: this.maskThreshold });
+        own.push(post);
+      }
+      const parts: Recorded['parts'] = ['ious'];
+      const reads: [number, (rb: Readback) => void][] = [[B * M * 4, (r) => r.add(out.iouPred, B * M * 4)]];
+      if (o.returnLowRes ?? true) {
+        parts.push('lowres');
+        const clamped = unary(ctx, out.masks, { clamp: [-32, 32] });
+        own.push(clamped);
+        reads.push([B * M * m * m * 4, (r) => r.add(clamped, B * M * m * m * 4)]);
+      }
+      if (wantMasks) {
+        parts.push(o.returnLogits ? 'logits' : 'bytes');
+        const u: UpsampleOptions = { H, W, mode: o.returnLogits ? 'logits' : 'bytes', threshold: this.maskThreshold };
+        reads.push([upsampleByteLength(post, u), (r) => upsampleInto(ctx, post, u, r)]);
+      }
+      if (o.overlay) {
+        parts.push('overlay');
+        const opt = typeof o.overlay === 'object' ? o.overlay : {};
+        const u: UpsampleOptions = { H, W, mode: 'overlay', colors: opt.colors ?? DEFAULT_COLORS, alpha: opt.alpha ?? 128, threshold: this.maskThreshold };
+        reads.push([upsampleByteLength(post, u), (r) => upsampleInto(ctx, post, u, r)]);
+      }
+      rb = ctx.readback(reads.reduce((s, [bytes]) => s + bytes, 0));
+      reads.forEach(([, read], i) => {
+        if (i > 0) rb!.next();
+        read(rb!);
+      });
       if (o.draw) {
         // each object's mask with the highest predicted IoU, [B, S/4, S/4], drawn on the GPU
         const best = pickBestMask(ctx, post, out.iouPred, out.samTokensOut, out.objectScoreLogits, { gateOnScore: false });
+        own.push(best.lowRes, best.token);
         drawMasks(ctx, { threshold: this.maskThreshold, ...o.draw, logits: best.lowRes });
-        best.lowRes.release();
-        best.token.release();
       }
-      if (post !== out.masks) post.release();
+      return { rb, numMasks: M, parts };
+    } catch (e) {
+      rb?.destroy();
+      throw e;
+    } finally {
+      for (const t of own) t.release();
     }
-    out.samTokensOut.release();
-    out.objectScoreLogits.release();
-    if (o.returnLowRes ?? true) {
-      parts.push({ name: 'lowres', t: unary(ctx, out.masks, { clamp: [-32, 32] }), words: B * M * m * m });
-    }
-    if (wantMasks) {
-      const n = B * M * H * W;
-      parts.push(o.returnLogits
-        ? { name: 'logits', t: full!, words: n }
-        : { name: 'bytes', t: maskBytes(ctx, full!, this.maskThreshold), words: Math.ceil(n / 4) });
-    }
-    if (o.overlay) {
-      const opt = typeof o.overlay === 'object' ? o.overlay : {};
-      parts.push({ name: 'overlay', t: maskOverlay(ctx, full!, opt.colors ?? DEFAULT_COLORS, opt.alpha ?? 128, this.maskThreshold), words: H * W });
-    }
-    const total = parts.reduce((s, q) => s + q.words, 0);
-    const packed = ctx.empty([total]);
-    let off = 0;
-    for (const q of parts) {
-      ctx.copy(q.t, packed, q.words * 4, 0, off * 4);
-      off += q.words;
-    }
-    const data = await packed.read();
-    packed.release();
-    for (const q of parts) if (q.t !== out.iouPred && q.t !== full) q.t.release();
-    full?.release();
-    out.masks.release();
-    out.iouPred.release();
-
-    const res: PredictResult = { batch: B, numMasks: M, width: W, height: H, ious: new Float32Array(0), lowResSize: m };
-    off = 0;
-    for (const q of parts) {
-      const slice = data.subarray(off, off + q.words);
-      if (q.name === 'ious') res.ious = slice.slice();
-      else if (q.name === 'lowres') res.lowResLogits = slice.slice();
-      else if (q.name === 'logits') res.masks = slice.slice();
-      else if (q.name === 'bytes') res.masks = new Uint8Array(slice.slice().buffer, 0, B * M * H * W);
-      else if (q.name === 'overlay') res.overlay = new Uint8ClampedArray(slice.slice().buffer);
-      off += q.words;
-    }
-    return res;
   }
 }

@@ -560,6 +560,14 @@ export class Tracker {
     return out;
   }
 
+  /** Frees the tensors this tracker keeps (made again when needed). */
+  dispose(): void {
+    for (const t of this.memPosTables ?? []) t.release();
+    this.memPosTables = null;
+    this.zeros?.release();
+    this.zeros = null;
+  }
+
   /** A zero tensor of at least `count` values (kept). */
   private zerosOf(count: number): Tensor {
     if (!this.zeros || this.zeros.size < count) {

@@ -23,8 +23,11 @@ import { Tensor } from '../gpu/tensor.js';
 import { pilResizeRGB } from '../io/pil_resize.js';
 import { drawMasks, type DrawMasksOptions } from '../kernels/draw_masks.js';
 import { fillHolesInMaskScores } from '../kernels/mask_postprocess.js';
-import { maskBytes, nonOverlapping, resizeBilinear, unary } from '../kernels/mask_ops.js';
-import { preprocessImage, preprocessTexture, type ImageSource, type TextureSource } from '../kernels/preprocess.js';
+import { unary } from '../kernels/mask_ops.js';
+import { upsampleByteLength, upsampleInto, type UpsampleOptions } from '../kernels/mask_upsample.js';
+import { checkImageSource, preprocessImage, preprocessTexture, type ImageSource, type TextureSource } from '../kernels/preprocess.js';
+import { checkImageSize, ImageSizeError } from '../io/image_size.js';
+import { checkBox, checkObjectId, checkPoints, PromptError } from './prompts.js';
 import { NO_OBJ_SCORE } from '../kernels/track_ops.js';
 import type { EfficientTAM } from './efficienttam.js';
 import {
@@ -67,6 +70,8 @@ export interface VideoPredictorOptions {
   nonOverlapMasks?: boolean;
   /** how many frames' image features to keep (default 2; the official predictor keeps 1) */
   featureCacheSize?: number;
+  /** largest frame taken, in pixels (default MAX_IMAGE_PIXELS, 2^27) */
+  maxImagePixels?: number;
   /**
    * Streaming mode, for long videos and live sources: frames are read once, in order, and
    * dropped once encoded; tracking goes forwards only, and of each object's tracked frames only
@@ -134,38 +139,24 @@ export class FrameMasks {
   async masks(o: MaskReadOptions & { objId?: number } = {}): Promise<Uint8Array | Float32Array> {
     this.check();
     const ctx = this.lowRes.ctx;
-    const m = this.lowRes.shape[1]!;
-    const own: Tensor[] = [];
-    const constrain = this.nonOverlap && this.objIds.length > 1;
-    let src = this.lowRes;
-    if (o.objId !== undefined && !constrain) { // only this object's plane is needed
-      const i = this.index(o.objId);
-      src = ctx.empty([1, m, m]);
-      ctx.copy(this.lowRes, src, m * m * 4, i * m * m * 4, 0);
-      own.push(src);
-    }
-    let full = resizeBilinear(ctx, src, this.height, this.width); // [O or 1, H, W]
-    own.push(full);
-    if (constrain) {
-      full = nonOverlapping(ctx, full);
-      own.push(full);
-      if (o.objId !== undefined) {
-        const i = this.index(o.objId), n = this.height * this.width;
-        const one = ctx.empty([1, this.height, this.width]);
-        ctx.copy(full, one, n * 4, i * n * 4, 0);
-        full = one;
-        own.push(one);
+    const O = this.objIds.length, H = this.height, W = this.width;
+    const planes: [number, number] = o.objId !== undefined ? [this.index(o.objId), this.index(o.objId) + 1] : [0, O];
+    // made and read back in tiles (mask_upsample.ts): 3 objects at 4000x3000 are 144 MB of logits
+    const u: UpsampleOptions = { H, W, mode: o.logits ? 'logits' : 'bytes', planes, nonOverlap: this.nonOverlap && O > 1 };
+    const n = planes[1] - planes[0];
+    const op = `FrameMasks.masks (frame ${this.frameIndex}, ${n} object${n > 1 ? 's' : ''} at ${W}x${H})`;
+    const rb = await ctx.guard(op, () => {
+      const rb = ctx.readback(upsampleByteLength(this.lowRes, u));
+      try {
+        upsampleInto(ctx, this.lowRes, u, rb);
+      } catch (e) {
+        rb.destroy();
+        throw e;
       }
-    }
-    try {
-      if (o.logits) return await full.read();
-      const bytes = maskBytes(ctx, full, 0);
-      own.push(bytes);
-      const words = await bytes.read();
-      return new Uint8Array(words.buffer, 0, full.size);
-    } finally {
-      for (const t of own) t.release();
-    }
+      return rb;
+    }, (rb) => rb.destroy());
+    const [buf] = (await rb.read()) as [ArrayBuffer];
+    return o.logits ? new Float32Array(buf, 0, n * H * W) : new Uint8Array(buf, 0, n * H * W);
   }
 
   /**
@@ -296,16 +287,28 @@ export class VideoPredictor {
       else throw new Error('VideoPredictor: frames must be an array, an (async) iterable or a callback');
       this.nFrames = o.numFrames;
     }
+    this.maxImagePixels = o.maxImagePixels;
     const h = o.videoHeight, w = o.videoWidth;
     if ((h === undefined) !== (w === undefined)) throw new Error('VideoPredictor: give both videoHeight and videoWidth, or neither');
-    if (h !== undefined && !(Number.isInteger(h) && h > 0 && Number.isInteger(w) && w! > 0)) {
-      throw new Error(`VideoPredictor: bad video size ${w}x${h}`);
-    }
+    if (h !== undefined) this.checkSize('VideoPredictor: the video size', w!, h);
     this.videoHW = h !== undefined ? [h, w!] : null;
     if (!this.videoHW && Array.isArray(o.frames)) {
       const px = (o.frames as FrameInput[]).find((x) => !(x instanceof Tensor)) as ImageSource | TextureSource | undefined;
-      if (px) { const [w, h] = frameSize(px); if (w > 0 && h > 0) this.videoHW = [h, w]; }
+      if (px) {
+        const [w, h] = frameSize(px);
+        if (w > 0 && h > 0) {
+          this.checkSize('VideoPredictor: the first frame', w, h);
+          this.videoHW = [h, w];
+        }
+      }
     }
+  }
+
+  private readonly maxImagePixels: number | undefined;
+
+  /** Throws an ImageSizeError for a video size the library does not take. */
+  private checkSize(what: string, width: number, height: number): void {
+    checkImageSize(what, width, height, { maxPixels: this.maxImagePixels, maxSide: this.ctx.device.limits.maxTextureDimension2D });
   }
 
   // ------------------------------------------------------------------------------------- frames
@@ -373,9 +376,8 @@ export class VideoPredictor {
   }
 
   /** The frame as the image encoder's input [1, S, S, 3] (`own`: made here, to be released). */
-  private async pixels(i: number): Promise<{ t: Tensor; own: boolean }> {
+  private pixels(i: number, x: FrameInput): { t: Tensor; own: boolean } {
     const S = this.model.imageSize;
-    const x = await this.frameInput(i);
     if (x instanceof Tensor) {
       const ok = (x.shape.length === 4 && x.shape[0] === 1 && x.shape[1] === S && x.shape[2] === S && x.shape[3] === 3) ||
         (x.shape.length === 3 && x.shape[0] === S && x.shape[1] === S && x.shape[2] === 3);
@@ -385,12 +387,18 @@ export class VideoPredictor {
     if (!x || typeof x !== 'object') throw new Error(`VideoPredictor: frame ${i} is ${x === null ? 'null' : typeof x}, not a tensor or an image`);
     const [w, h] = frameSize(x);
     if (!(w > 0 && h > 0)) throw new Error(`VideoPredictor: frame ${i} is neither a tensor nor an image (or it has no size yet)`);
-    if (!this.videoHW) this.videoHW = [h, w];
+    if (!this.videoHW) {
+      this.checkSize(`VideoPredictor: frame ${i}`, w, h);
+      this.videoHW = [h, w];
+    }
     const [H, W] = this.videoHW;
     if (w !== W || h !== H) {
-      throw new Error(`VideoPredictor: frame ${i} is ${w}x${h}, but the video is ${W}x${H}`);
+      throw new ImageSizeError(`VideoPredictor: frame ${i} is ${w}x${h}, but the video is ${W}x${H}`);
     }
-    if (isPixels(x)) return { t: preprocessVideoFrame(this.ctx, x, S), own: true };
+    if (isPixels(x)) {
+      checkImageSource(`VideoPredictor: frame ${i}`, x);
+      return { t: preprocessVideoFrame(this.ctx, x, S), own: true };
+    }
     const t = preprocessTexture(this.ctx, x, S, { antialias: true });
     // a VideoFrame handed over by an iterator in streaming mode is ours to close once copied
     if (this.streaming && typeof this.source !== 'function' && !Array.isArray(this.source) && isVideoFrame(x)) x.close();
@@ -405,13 +413,20 @@ export class VideoPredictor {
       this.featureCache.set(i, hit); // most recent last
       return hit;
     }
-    const { t, own } = await this.pixels(i);
-    this.ctx.mark('start');
-    const out = this.model.imageEncoder.forward(t);
-    this.ctx.mark('image_encoder');
-    if (own) t.release();
-    out.trunk.release();
-    const feats = { visionFeats: out.visionFeatures, visionPos: out.visionPosEnc };
+    const x = await this.frameInput(i);
+    const size = this.videoHW ? ` (${this.videoHW[1]}x${this.videoHW[0]})` : '';
+    const feats = await this.ctx.guard(`VideoPredictor: encoding frame ${i}${size}`, (): FrameFeatures => {
+      const { t, own } = this.pixels(i, x);
+      this.ctx.mark('start');
+      try {
+        const out = this.model.imageEncoder.forward(t);
+        this.ctx.mark('image_encoder');
+        out.trunk.release();
+        return { visionFeats: out.visionFeatures, visionPos: out.visionPosEnc };
+      } finally {
+        if (own) t.release();
+      }
+    }, (f) => f.visionFeats.release());
     this.featureCache.set(i, feats);
     if (this.streaming) this.buffered.delete(i); // the features stand for the frame from now on
     while (this.featureCache.size > this.featureCacheSize) {
@@ -429,7 +444,7 @@ export class VideoPredictor {
   }
 
   private checkObjId(objId: number): void {
-    if (typeof objId !== 'number' || !Number.isFinite(objId)) throw new Error(`VideoPredictor: object id ${String(objId)} is not a number`);
+    checkObjectId('VideoPredictor', objId);
   }
 
   private object(objId: number): ObjectState {
@@ -475,26 +490,21 @@ export class VideoPredictor {
     // everything checked before the state changes
     this.checkObjId(objId);
     await this.checkFrame(frame);
-    if (points.length !== labels.length) throw new Error(`VideoPredictor: ${points.length} points but ${labels.length} labels`);
-    if (points.length === 0 && !box) throw new Error('VideoPredictor: give at least one point or a box');
-    if (box && !clearOldPoints) throw new Error('VideoPredictor: a box must come first: it cannot be added while keeping earlier points');
+    if (!Array.isArray(points) || !Array.isArray(labels)) throw new PromptError('VideoPredictor: points and labels must be arrays');
+    if (points.length !== labels.length) throw new PromptError(`VideoPredictor: ${points.length} points but ${labels.length} labels`);
+    if (points.length === 0 && !box) throw new PromptError('VideoPredictor: give at least one point or a box');
+    if (box && !clearOldPoints) throw new PromptError('VideoPredictor: a box must come first: it cannot be added while keeping earlier points');
     await this.features(frame); // loads (and checks) the frame
     const [H, W] = this.requireVideoSize();
     const S = this.model.imageSize;
     const coords: number[] = [], labs: number[] = [];
-    const finite = (v: unknown) => typeof v === 'number' && Number.isFinite(v);
     if (box) {
-      if (box.length !== 4 || !box.every(finite)) throw new Error('VideoPredictor: the box is not [x0, y0, x1, y1]');
-      coords.push(box[0]!, box[1]!, box[2]!, box[3]!);
+      coords.push(...checkBox('VideoPredictor', box, 0, W, H));
       labs.push(2, 3);
     }
-    points.forEach((p, i) => {
-      if (p.length !== 2 || !p.every(finite)) throw new Error(`VideoPredictor: point ${i} is not [x, y]`);
-      const l = labels[i]!;
-      if (!(l === 0 || l === 1)) throw new Error(`VideoPredictor: label ${l} of point ${i} is not 0 or 1`);
-      coords.push(p[0]!, p[1]!);
-      labs.push(l);
-    });
+    const checked = checkPoints('VideoPredictor', points, labels, W, H);
+    coords.push(...checked.xy);
+    labs.push(...checked.labels);
     // video pixels -> the S x S input frame (x / W * S, in f32)
     const xy = new Float32Array(coords.length);
     for (let i = 0; i < coords.length; i += 2) {
@@ -502,15 +512,12 @@ export class VideoPredictor {
       xy[i + 1] = f(f(f(coords[i + 1]!) / H) * S);
     }
 
-    this.epoch++;
-    const obj = this.object(objId);
-    const old = clearOldPoints ? undefined : obj.points.get(frame);
+    const existing = this.objects.find((x) => x.id === objId);
+    const old = clearOldPoints ? undefined : existing?.points.get(frame);
     const pts: PointInputs = old
       ? { coords: concatF32(old.coords, xy), labels: Int32Array.from([...old.labels, ...labs]) }
       : { coords: xy, labels: Int32Array.from(labs) };
-    obj.points.set(frame, pts);
-    obj.masks.delete(frame);
-    return this.runPrompt(obj, frame, pts, null);
+    return this.runPrompt(objId, frame, pts, null);
   }
 
   /**
@@ -534,35 +541,62 @@ export class VideoPredictor {
         const r = resizeAntialiasCpu(m, h, w, S, S);
         m = r.map((v) => (v >= 0.5 ? 1 : 0));
       }
-      this.epoch++;
-      const obj = this.object(objId);
-      obj.masks.set(frame, m);
-      obj.points.delete(frame);
-      return this.runPrompt(obj, frame, null, m);
+      return this.runPrompt(objId, frame, null, m);
     });
   }
 
-  private async runPrompt(obj: ObjectState, frame: number, points: PointInputs | null, mask: Float32Array | null): Promise<FrameMasks> {
+  /**
+   * Decodes the object's new prompt on the frame (points or a mask) and files the output as
+   * temporary. The prompt and the object (if new) are kept only once the GPU has taken the work:
+   * after a failure the predictor is as it was.
+   */
+  private async runPrompt(objId: number, frame: number, points: PointInputs | null, mask: Float32Array | null): Promise<FrameMasks> {
+    const features = await this.features(frame);
+    const numFrames = await this.numFrames();
+    const isNew = !this.objects.some((x) => x.id === objId);
+    const obj = this.object(objId);
     const isInitCondFrame = !obj.tracked.has(frame);
     const reverse = isInitCondFrame ? false : obj.tracked.get(frame)!.reverse;
     const isCond = isInitCondFrame || this.addAllFramesToCorrectAsCond;
     const key = isCond ? 'cond' : 'nonCond';
-    let prevLogits: Tensor | null = null;
-    if (points) {
-      // the latest output of this object on this frame goes in with the new clicks
-      const prev = obj.temp[key].get(frame) ?? obj.output.cond.get(frame) ?? obj.output.nonCond.get(frame);
-      if (prev) prevLogits = clampLogits(this.ctx, prev.predMasks);
+    const [H, W] = this.requireVideoSize();
+    const what = points ? `${points.labels.length} point${points.labels.length > 1 ? 's' : ''}` : 'a mask';
+    let result: { out: FrameOutput; masks: FrameMasks };
+    try {
+      result = await this.ctx.guard(`VideoPredictor: ${what} on frame ${frame} for object ${objId} (${W}x${H})`, () => {
+        let prevLogits: Tensor | null = null;
+        if (points) {
+          // the latest output of this object on this frame goes in with the new clicks
+          const prev = obj.temp[key].get(frame) ?? obj.output.cond.get(frame) ?? obj.output.nonCond.get(frame);
+          if (prev) prevLogits = clampLogits(this.ctx, prev.predMasks);
+        }
+        try {
+          const out = this.tracker.trackStep({
+            frameIdx: frame, isInitCondFrame, features, points, mask, bank: obj.output,
+            numFrames, reverse, runMemEncoder: false, prevSamMaskLogits: prevLogits,
+          });
+          this.fillHoles(out);
+          return { out, masks: this.consolidate(frame, isCond, obj, out) };
+        } finally {
+          prevLogits?.release();
+        }
+      }, (r) => { releaseOutput(r.out); r.masks.release(); });
+    } catch (e) {
+      if (isNew) this.objects.splice(this.objects.indexOf(obj), 1);
+      throw e;
     }
-    const out = this.tracker.trackStep({
-      frameIdx: frame, isInitCondFrame, features: await this.features(frame), points, mask, bank: obj.output,
-      numFrames: await this.numFrames(), reverse, runMemEncoder: false, prevSamMaskLogits: prevLogits,
-    });
-    prevLogits?.release();
-    this.fillHoles(out);
+    this.epoch++;
+    if (points) {
+      obj.points.set(frame, points);
+      obj.masks.delete(frame);
+    } else {
+      obj.masks.set(frame, mask!);
+      obj.points.delete(frame);
+    }
     const old = obj.temp[key].get(frame);
-    obj.temp[key].set(frame, out);
+    obj.temp[key].set(frame, result.out);
     if (old) releaseOutput(old);
-    return this.consolidate(frame, isCond);
+    return result.masks;
   }
 
   /**
@@ -578,10 +612,13 @@ export class VideoPredictor {
     out.predMasks = filled;
   }
 
-  /** _consolidate_temp_output_across_obj: every object's latest output on the frame, as a FrameMasks. */
-  private consolidate(frame: number, isCond: boolean): FrameMasks {
+  /**
+   * _consolidate_temp_output_across_obj: every object's latest output on the frame, as a
+   * FrameMasks (with `out` as the latest of `obj`).
+   */
+  private consolidate(frame: number, isCond: boolean, obj: ObjectState, out: FrameOutput): FrameMasks {
     const key = isCond ? 'cond' : 'nonCond';
-    const outs = this.objects.map((o) => o.temp[key].get(frame) ?? o.output.cond.get(frame) ?? o.output.nonCond.get(frame));
+    const outs = this.objects.map((o) => (o === obj ? out : o.temp[key].get(frame) ?? o.output.cond.get(frame) ?? o.output.nonCond.get(frame)));
     return this.frameMasks(frame, outs);
   }
 
@@ -620,7 +657,8 @@ export class VideoPredictor {
         for (const [frame, out] of o.temp[key]) {
           if (!out.maskmemFeatures) {
             const feats = await this.features(frame);
-            out.maskmemFeatures = this.tracker.encodeNewMemory(feats.visionFeats, out.predMasks, out.objectScoreLogits, true);
+            out.maskmemFeatures = await this.ctx.guard(`VideoPredictor: the memory of object ${o.id} on frame ${frame}`,
+              () => this.tracker.encodeNewMemory(feats.visionFeats, out.predMasks, out.objectScoreLogits, true), (t) => t.release());
           }
           const old = o.output[key].get(frame);
           o.output[key].set(frame, out);
@@ -681,27 +719,41 @@ export class VideoPredictor {
           throw new Error('VideoPredictor.propagate: the prompts or objects changed during this propagation; start a new one');
         }
         if (!(await this.hasFrame(t))) return null; // the video (or the stream) ended
-        const outs: FrameOutput[] = [];
+        const tracking = this.objects.filter((obj) => !obj.output.cond.has(t));
+        const features = tracking.length > 0 ? await this.features(t) : null;
+        const [H, W] = this.requireVideoSize();
+        // one error scope for the frame: every object's step, then the frame's masks; the outputs
+        // are filed once the GPU has taken the work
+        const { outs, masks } = await this.ctx.guard(`VideoPredictor.propagate: frame ${t}, ${tracking.length} of ${this.objects.length} objects tracked (${W}x${H})`, () => {
+          const made = new Map<ObjectState, FrameOutput>();
+          try {
+            for (const obj of tracking) {
+              const out = this.tracker.trackStep({
+                frameIdx: t, isInitCondFrame: false, features: features!, points: null, mask: null,
+                bank: obj.output, numFrames: this.nFrames ?? n, reverse, runMemEncoder: true,
+              });
+              made.set(obj, out);
+              this.fillHoles(out);
+            }
+            const all = this.objects.map((obj) => made.get(obj) ?? obj.output.cond.get(t)!);
+            return { outs: made, masks: this.frameMasks(t, all) };
+          } catch (e) {
+            for (const out of made.values()) releaseOutput(out);
+            throw e;
+          }
+        }, (r) => { for (const out of r.outs.values()) releaseOutput(out); r.masks.release(); });
         for (const obj of this.objects) {
-          let out = obj.output.cond.get(t);
+          const out = outs.get(obj);
           if (out) {
-            if (this.clearNonCondMemAroundInput) this.clearNonCondAround(obj, t);
-          } else {
-            out = this.tracker.trackStep({
-              frameIdx: t, isInitCondFrame: false, features: await this.features(t), points: null, mask: null,
-              bank: obj.output, numFrames: this.nFrames ?? n, reverse, runMemEncoder: true,
-            });
-            this.fillHoles(out);
             const old = obj.output.nonCond.get(t);
             obj.output.nonCond.set(t, out);
             if (old) releaseOutput(old);
+          } else if (this.clearNonCondMemAroundInput) {
+            this.clearNonCondAround(obj, t);
           }
           obj.tracked.set(t, { reverse });
-          outs.push(out);
         }
-        const masks = this.frameMasks(t, outs);
         if (this.streaming) this.forgetBefore(t + 1);
-        this.ctx.flush();
         return masks;
       });
       if (!fm) break;
@@ -770,6 +822,7 @@ export class VideoPredictor {
     this.featureCache.clear();
     this.noObjPlane?.release();
     this.noObjPlane = null;
+    this.tracker.dispose();
   }
 
   /** The object's stored output on a frame (conditioning first), or null; reads it back (for inspection and tests). */

@@ -13,10 +13,16 @@
  * fly, keeping its dtypes (see src/convert/convert.ts).
  *
  * Cancelling through `signal` rejects with a DOMException named "AbortError" and stops the
- * transfer.
+ * transfer, or the conversion of a checkpoint (which yields to the event loop as it goes).
+ *
+ * What is read is capped, so a hostile or broken server cannot grow memory without end: by
+ * `maxBytes` (default DEFAULT_MAX_WEIGHTS_BYTES, above the largest official checkpoint), by the
+ * Content-Length or file size, and for safetensors by the size its header describes, known as
+ * soon as the header has arrived. A body that goes on past any of them is cut off with an error.
  */
-import { parseSafetensors, SafetensorsError, type SafetensorsFile } from '../io/safetensors.js';
-import { convertCheckpoint } from '../convert/convert.js';
+import { parseSafetensors, safetensorsFileSize, SafetensorsError, type SafetensorsFile } from '../io/safetensors.js';
+import { CheckpointError, convertCheckpointAsync } from '../convert/convert.js';
+import { abortError } from '../io/abort.js';
 
 export type WeightsSource = string | URL | Blob | ArrayBuffer | Uint8Array;
 
@@ -28,23 +34,30 @@ export interface LoadWeightsOptions {
   source?: string;
   /** For a .pt checkpoint: store floating-point tensors as F16 while converting. */
   f16?: boolean;
+  /** The most bytes to read (default DEFAULT_MAX_WEIGHTS_BYTES); a larger file is refused. */
+  maxBytes?: number;
 }
 
-/** The error a cancelled load rejects with (a DOMException named AbortError, as fetch's). */
-function abortError(source: string, signal?: AbortSignal): Error {
-  const reason = signal?.reason;
-  if (reason instanceof Error && reason.name === 'AbortError') return reason;
-  return new DOMException(`Loading ${source} was aborted${reason !== undefined && !(reason instanceof Error) ? ` (${String(reason)})` : ''}`, 'AbortError');
-}
+/**
+ * The default cap on a weights file: 2 GiB, above every official EfficientTAM and SAM 2 / 2.1
+ * checkpoint (the largest, SAM 2.1 Hiera-L, is 898 MB as a .pt in f32).
+ */
+export const DEFAULT_MAX_WEIGHTS_BYTES = 2 * 1024 ** 3;
 
 const isZip = (b: Uint8Array): boolean => b.byteLength >= 4 && b[0] === 0x50 && b[1] === 0x4b && b[2] === 0x03 && b[3] === 0x04;
 
-/** Parses bytes as safetensors, or converts them when they are a PyTorch checkpoint. */
-export function weightsFromBytes(bytes: Uint8Array, source: string, opts: { f16?: boolean } = {}): SafetensorsFile {
+/** Parses bytes as safetensors, or converts them when they are a PyTorch checkpoint (yielding to the event loop; `signal` cancels). */
+export async function weightsFromBytes(bytes: Uint8Array, source: string,
+  opts: { f16?: boolean; signal?: AbortSignal } = {}): Promise<SafetensorsFile> {
   if (isZip(bytes)) {
-    return parseSafetensors(convertCheckpoint(bytes, { source, f16: opts.f16 }), source);
+    return parseSafetensors(await convertCheckpointAsync(bytes, { source, f16: opts.f16, signal: opts.signal }), source);
   }
   return parseSafetensors(bytes, source);
+}
+
+/** The error for a file too large or a body too long: of the file's kind, judged from its first bytes. */
+function sizeError(first: Uint8Array, msg: string): Error {
+  return isZip(first) ? new CheckpointError(msg) : new SafetensorsError(msg);
 }
 
 /** Bytes read, and the error that ended the stream early (a dropped connection), if any. */
@@ -54,17 +67,23 @@ interface Collected {
 }
 
 /**
- * Collects a stream of chunks into one buffer. With a known total the buffer is allocated once;
- * otherwise it grows by doubling. A stream longer than `total` is kept whole (the parser decides).
- * A read error other than an abort ends the stream: what arrived is returned with the error, so
- * the parser can say what is missing.
+ * Collects a stream of chunks into one buffer, never more than the limits allow (see the file
+ * comment): the first chunk tells the file's kind; a safetensors header, once in, tells its exact
+ * size. With a known size the buffer is allocated once; otherwise it grows by doubling. A read
+ * error other than an abort ends the stream: what arrived is returned with the error, so the
+ * parser can say what is missing.
  */
 async function collect(reader: ReadableStreamDefaultReader<Uint8Array>, total: number | undefined,
-  opts: LoadWeightsOptions, source: string): Promise<Collected> {
+  opts: LoadWeightsOptions, source: string, totalFrom = 'Content-Length'): Promise<Collected> {
   const { signal, onProgress } = opts;
-  let buf = new Uint8Array(total ?? 1 << 20);
+  const maxBytes = opts.maxBytes ?? DEFAULT_MAX_WEIGHTS_BYTES;
+  let buf = new Uint8Array(0);
   let loaded = 0;
+  let limit = Math.min(maxBytes, total ?? Infinity);
+  let limitWhy = total !== undefined && total <= maxBytes ? `the ${total} bytes of its ${totalFrom}` : `the ${maxBytes} bytes allowed (option maxBytes)`;
+  let headerSize: number | undefined; // the size a safetensors header describes, once known
   let streamError: Error | undefined;
+  let done = false;
   const onAbort = () => { void reader.cancel().catch(() => undefined); };
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
@@ -80,19 +99,47 @@ async function collect(reader: ReadableStreamDefaultReader<Uint8Array>, total: n
         break;
       }
       if (signal?.aborted) throw abortError(source, signal);
-      if (r.done) break;
+      if (r.done) { done = true; break; }
       const chunk = r.value;
+      if (loaded === 0 && chunk.byteLength > 0 && total !== undefined && total > maxBytes) {
+        throw sizeError(chunk, `${source}: the file is ${total} bytes (its ${totalFrom}), more than the ${maxBytes} ` +
+          `allowed for a weights file (option maxBytes)`);
+      }
+      if (loaded + chunk.byteLength > limit) {
+        throw sizeError(loaded ? buf : chunk, `${source}: the transfer goes on past ${limitWhy}; stopped reading`);
+      }
       if (loaded + chunk.byteLength > buf.byteLength) {
-        const grown = new Uint8Array(Math.max(buf.byteLength * 2, loaded + chunk.byteLength));
+        const want = loaded + chunk.byteLength;
+        const size = headerSize !== undefined || total !== undefined ? limit : Math.min(limit, Math.max(want, buf.byteLength * 2, 1 << 20));
+        const grown = new Uint8Array(Math.max(size, want));
         grown.set(buf.subarray(0, loaded));
         buf = grown;
       }
       buf.set(chunk, loaded);
       loaded += chunk.byteLength;
+      if (headerSize === undefined && !isZip(buf.subarray(0, loaded))) {
+        headerSize = safetensorsFileSize(buf.subarray(0, loaded), source);
+        if (headerSize !== undefined) {
+          if (headerSize > maxBytes) {
+            throw new SafetensorsError(`${source}: the header describes a file of ${headerSize} bytes, more than the ` +
+              `${maxBytes} allowed for a weights file (option maxBytes)`);
+          }
+          if (total !== undefined && total > headerSize) {
+            throw new SafetensorsError(`${source}: the ${totalFrom} is ${total} bytes, but the safetensors header ` +
+              `describes a file of ${headerSize} bytes`);
+          }
+          if (headerSize < limit) {
+            limit = headerSize;
+            limitWhy = `the ${headerSize} bytes its safetensors header describes`;
+          }
+          if (loaded > limit) throw new SafetensorsError(`${source}: the transfer goes on past ${limitWhy}; stopped reading`);
+        }
+      }
       onProgress?.(loaded, total);
     }
   } finally {
     signal?.removeEventListener('abort', onAbort);
+    if (!done && !streamError) void reader.cancel().catch(() => undefined);
   }
   // A short read is reported by the safetensors parser ("truncated: ..."); report the final size.
   if (total !== undefined && loaded !== total) onProgress?.(loaded, loaded);
@@ -117,7 +164,7 @@ async function fromUrl(url: string, opts: LoadWeightsOptions, source: string): P
   const encoded = (res.headers.get('content-encoding') ?? 'identity') !== 'identity';
   const total = len !== null && !encoded && /^\d+$/.test(len) ? Number(len) : undefined;
   if (!res.body) return { bytes: new Uint8Array(await res.arrayBuffer()) };
-  return collect(res.body.getReader(), total, opts, source);
+  return collect(res.body.getReader(), total, opts, source, 'Content-Length');
 }
 
 async function fromPath(path: string, opts: LoadWeightsOptions, source: string): Promise<Collected> {
@@ -130,7 +177,7 @@ async function fromPath(path: string, opts: LoadWeightsOptions, source: string):
   const nodeStream = fs.createReadStream(path, { highWaterMark: 1 << 20 });
   const web = Readable.toWeb(nodeStream) as unknown as ReadableStream<Uint8Array>;
   try {
-    return await collect(web.getReader(), size, opts, source);
+    return await collect(web.getReader(), size, opts, source, 'file size');
   } finally {
     nodeStream.destroy();
   }
@@ -153,7 +200,7 @@ export async function loadWeights(source: WeightsSource, opts: LoadWeightsOption
   } else if (typeof source !== 'string' && !(source instanceof URL)) { // a Blob or File
     name = opts.source ?? ('name' in source && typeof source.name === 'string' && source.name ? source.name : '<blob>');
     if (opts.signal?.aborted) throw abortError(name, opts.signal);
-    got = await collect(source.stream().getReader() as ReadableStreamDefaultReader<Uint8Array>, source.size, opts, name);
+    got = await collect(source.stream().getReader() as ReadableStreamDefaultReader<Uint8Array>, source.size, opts, name, 'size');
   } else {
     const s = source instanceof URL ? source.href : source;
     name = opts.source ?? s;
@@ -174,7 +221,7 @@ export async function loadWeights(source: WeightsSource, opts: LoadWeightsOption
     const why = `the transfer ended early: ${got.streamError.message}`;
     let file: SafetensorsFile;
     try {
-      file = weightsFromBytes(got.bytes, name, { f16: opts.f16 });
+      file = await weightsFromBytes(got.bytes, name, { f16: opts.f16, signal: opts.signal });
     } catch (e) {
       if (e instanceof Error) e.message += ` (${why})`;
       throw e;
@@ -182,5 +229,5 @@ export async function loadWeights(source: WeightsSource, opts: LoadWeightsOption
     void file;
     throw new SafetensorsError(`${name}: ${why}`, { cause: got.streamError });
   }
-  return weightsFromBytes(got.bytes, name, { f16: opts.f16 });
+  return weightsFromBytes(got.bytes, name, { f16: opts.f16, signal: opts.signal });
 }

@@ -1,6 +1,6 @@
 /**
  * Page fixture for tests/browser.test.ts: the video predictor in streaming mode on a playing
- * <video> element (src/model/live.ts `videoFrames`), with the tiny golden model.
+ * (looping) <video> element (src/model/live.ts `videoFrames`), with the tiny golden model.
  *
  *   await window.etamLive({ video: '/shared/data/videos/dog.mp4', frames: 6, point: [640, 360] })
  *
@@ -133,6 +133,9 @@ async function live(req: LiveRequest): Promise<LiveResult> {
   const video = document.createElement('video');
   video.muted = true;
   video.playsInline = true;
+  // looping: however long the first steps take (pipeline compiles on a slow machine), the clip
+  // is still playing when the tracker asks for its next frame
+  video.loop = true;
   video.src = req.video;
   document.body.append(video);
   await video.play();

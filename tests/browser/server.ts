@@ -85,15 +85,22 @@ export const CHROMIUM_ARGS = [
   '--disable-backgrounding-occluded-windows',
 ];
 
+/**
+ * What a person gets with Chromium's defaults for headless WebGPU (`--enable-unsafe-webgpu
+ * --headless=new`, --no-sandbox for root in containers): no Vulkan or ANGLE flags, so a WebGPU
+ * canvas takes the GPU process down (the demo must notice and draw on a 2D canvas).
+ */
+export const CHROMIUM_DEFAULT_ARGS = ['--enable-unsafe-webgpu', '--no-sandbox', '--disable-dev-shm-usage'];
+
 export function chromiumAvailable(): boolean {
   return existsSync(CHROMIUM);
 }
 
-export async function launch(): Promise<Browser> {
+export async function launch(args: readonly string[] = CHROMIUM_ARGS): Promise<Browser> {
   return puppeteer.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: CHROMIUM_ARGS,
+    args: [...args],
     // page.evaluate calls that run a whole golden script take minutes on SwiftShader
     protocolTimeout: 900_000,
     defaultViewport: { width: 1280, height: 1000, deviceScaleFactor: 1 },

@@ -34,7 +34,7 @@ async function main(): Promise<void> {
 
   if (flag('--kernels')) {
     const budget = val('--budget');
-    const r = await model.prepare({ budgetMs: budget ? Number(budget) * 1000 : undefined });
+    const r = await model.prepare({ timeSoftware: true, budgetMs: budget ? Number(budget) * 1000 : undefined });
     const differ = r.table?.entries.filter((e) => e.chosen !== e.fallback) ?? [];
     console.log(`kernel table: ${r.source}${r.note ? ` (${r.note})` : ''}, ${r.table?.entries.length ?? 0} classes (${r.timed} timed now), ` +
       `${differ.length} not the default${differ.length ? `: ${differ.map((e) => `${e.op} ${e.class} -> ${e.chosen}`).join('; ')}` : ''}`);

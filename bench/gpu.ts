@@ -411,7 +411,7 @@ async function main(): Promise<number> {
       await ctx.sync();
       vr.imageSize = cfg.image_size;
       vr.loadMs = round(performance.now() - s, 1);
-      const r = await model.prepare({ tuning: S.tuning as 'auto' | 'off', budgetMs: S.tuneBudgetS > 0 ? S.tuneBudgetS * 1000 : undefined });
+      const r = await model.prepare({ tuning: S.tuning as 'auto' | 'off', timeSoftware: true, budgetMs: S.tuneBudgetS > 0 ? S.tuneBudgetS * 1000 : undefined });
       vr.prepare = { source: r.source, note: r.note, timedClasses: r.timed, tuneMs: round(r.tuneMs, 1), pipelinesCompiledAhead: r.compiled, compileMs: round(r.compileMs, 1), store: r.store, saved: r.saved };
       vr.tuning = r.table;
       say(`## ${v} (random N(0, ${S.std}) weights of its manifest; image ${cfg.image_size}x${cfg.image_size})`);
@@ -474,7 +474,7 @@ async function main(): Promise<number> {
     if (!skip('f16') && ctx.hasF16 && !skip('encoder')) {
       try {
         const m16 = EfficientTAM.load(ctx, weights, cfg, { precision: 'f16' });
-        await m16.prepare({ tuning: S.tuning as 'auto' | 'off', budgetMs: S.tuneBudgetS > 0 ? S.tuneBudgetS * 1000 : undefined });
+        await m16.prepare({ tuning: S.tuning as 'auto' | 'off', timeSoftware: true, budgetMs: S.tuneBudgetS > 0 ? S.tuneBudgetS * 1000 : undefined });
         const e16 = await benchEncoder(ctx, m16, 'tuned, precision f16', S.encoderReps);
         vr.encoderF16 = e16;
         const f32 = vr.encoder as EncoderResult | undefined;

@@ -130,7 +130,7 @@ async function kernelRows(ctx: GpuContext, o: SuiteOptions, reps: number, push: 
   if (o.ti512) models.push(['Ti 512', o.ti512]);
   for (const [name, w] of models) {
     const m = EfficientTAM.load(ctx, w.weights, w.config);
-    const r = await m.prepare({ budgetMs: o.tuneBudgetMs, store: o.store });
+    const r = await m.prepare({ budgetMs: o.tuneBudgetMs, store: o.store, timeSoftware: true });
     push({ bench: `${name}: kernel table (${r.source}${r.timed ? `, ${r.timed} classes timed` : ''}; ${r.table?.entries.filter((e) => e.chosen !== e.fallback).length ?? 0} not the default)`, ms: r.tuneMs });
     const S = m.imageSize;
     const px = ctx.upload(rand(S * S * 3, 22, 2), [1, S, S, 3]);

@@ -91,7 +91,7 @@ describe('kernel tables of a model (the tiny golden model)', () => {
 
     // a tiny budget: the largest class is timed (its default at least), the rest keep defaults
     const ctx1 = await GpuContext.create();
-    const m1 = await EfficientTAM.create(ctx1, c.weights, c.config, { store, budgetMs: 50 });
+    const m1 = await EfficientTAM.create(ctx1, c.weights, c.config, { store, budgetMs: 50, timeSoftware: true });
     const r1 = m1.kernelReport!;
     expect(r1).toMatchObject({ source: 'tuned', saved: true });
     expect(r1.timed).toBeGreaterThanOrEqual(1);
@@ -134,7 +134,7 @@ describe('kernel tables of a model (the tiny golden model)', () => {
     // is not used (the tuner runs again)
     const store = new MemoryTableStore();
     store.tables.set(contextKey(ctx), { ...otherVersion, key: contextKey(ctx) });
-    const r3 = await m.prepare({ store, budgetMs: 0, compile: false });
+    const r3 = await m.prepare({ store, budgetMs: 0, compile: false, timeSoftware: true });
     expect(r3.source).toBe('tuned');
 
     // and the table made for this adapter is used as given

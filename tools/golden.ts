@@ -75,6 +75,7 @@ async function main(): Promise<number> {
     if (kernels === 'gpu') ctx.kernels.defaults = 'gpu';
     if (kernels === 'tuned') {
       const r = await caseModel(ctx, c).prepare({
+        timeSoftware: true,
         onProgress: (p) => { if (p.stage === 'tune' && p.tune.entry) process.stderr.write(`tuning ${p.tune.done}/${p.tune.total} ${p.tune.op} ${p.tune.class}: ${p.tune.entry.chosen}\n`); },
       });
       console.log(`kernels: ${r.source}${r.note ? ` (${r.note})` : ''}; ${r.table?.entries.filter((e) => e.chosen !== e.fallback).length ?? 0} classes differ from the defaults`);

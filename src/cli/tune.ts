@@ -97,7 +97,7 @@ export async function tune(p: ParsedArgs, out: Output): Promise<number> {
       }
     }
     const r = await model.prepare({
-      store, force: getFlag(p, 'force'), budgetMs, compile: false,
+      store, force: getFlag(p, 'force'), budgetMs, compile: false, timeSoftware: true,
       onProgress: (q) => {
         if (quiet || q.stage !== 'tune' || !q.tune.entry) return;
         const e = q.tune.entry;

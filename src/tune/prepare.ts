@@ -5,7 +5,9 @@
  *   tuning 'auto' (default): the table stored for this adapter and library version if there is
  *     one and it covers the model's shape classes (nothing is timed); else the candidates are
  *     timed on the model's calls of the classes it lacks (tuner.ts), and the table, merged with
- *     the stored one, is stored for the next load;
+ *     the stored one, is stored for the next load. On a software adapter (lavapipe, SwiftShader)
+ *     timing takes a minute of compiles and the defaults are the kernels tuned for it by hand, so
+ *     nothing is timed there unless `timeSoftware` is set (`etam tune` sets it);
  *   tuning 'off': each family's defaults (the lavapipe-shaped kernels on software adapters,
  *     GPU-shaped ones elsewhere);
  *   tuning = a table (a page can ship one, see exportTable): used when it was made for this
@@ -37,6 +39,8 @@ export interface KernelOptions {
   force?: boolean;
   /** the tuner's time budget, ms (default 5 s on a GPU, 60 s on a software adapter) */
   budgetMs?: number;
+  /** time the candidates on a software adapter too (tuning 'auto'; default false: its defaults) */
+  timeSoftware?: boolean;
   /** compile the model's pipelines now, asynchronously (default true) */
   compile?: boolean;
   onProgress?: (p: PrepareProgress) => void;
@@ -110,6 +114,13 @@ export async function prepareKernels(ctx: GpuContext, workload: () => void, opts
     if (stored && missing.length === 0) {
       applyTable(ctx, stored, 'stored table');
       Object.assign(report, { source: 'stored table', table: stored });
+    } else if (ctx.adapter.software && !opts.timeSoftware) {
+      if (stored) {
+        applyTable(ctx, stored, 'stored table');
+        Object.assign(report, { source: 'stored table', table: stored });
+      }
+      report.note = `a software adapter (${ctx.adapter.software}): ${stored ? 'classes the stored table lacks use' : 'using'} the defaults ` +
+        '(its hand-tuned kernels); timing the candidates here takes a minute (etam tune, or timeSoftware: true)';
     } else {
       const name = adapterName(ctx.adapter);
       const fresh = await tune(ctx, missing, {

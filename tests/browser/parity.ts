@@ -88,7 +88,7 @@ async function parity(req: ParityRequest): Promise<ParityResult> {
   let kernels: KernelSummary | undefined;
   if (req.tuneBudgetMs !== undefined) {
     const r = await caseModel(ctx, data).prepare({
-      budgetMs: req.tuneBudgetMs,
+      budgetMs: req.tuneBudgetMs, timeSoftware: true,
       onProgress: (p) => { if (p.stage === 'tune' && p.tune.entry) log(`tuning ${p.tune.done}/${p.tune.total} ${p.tune.op} ${p.tune.class}: ${p.tune.entry.chosen}`); },
     });
     kernels = summary(r, adapter);

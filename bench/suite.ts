@@ -17,6 +17,7 @@
 import { GpuContext } from '../src/gpu/context.js';
 import type { SafetensorsFile } from '../src/io/safetensors.js';
 import type { TableStore } from '../src/tune/store.js';
+import { randomValues } from '../src/kernels/choice.js';
 import { attention } from '../src/kernels/attention.js';
 import { EfficientTAM } from '../src/model/efficienttam.js';
 import { benchLinear, rows as linearRows, CPU_NAME } from './kernels.js';
@@ -53,15 +54,7 @@ export interface SuiteRow {
   note?: string;
 }
 
-const rand = (n: number, seed: number, scale = 1): Float32Array => {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = (s / 4294967296 - 0.5) * 2 * scale;
-  }
-  return out;
-};
+const rand = randomValues;
 
 /** First run (compiles) and the median of `reps` later runs of `fn`, each waited for on the GPU. */
 async function time(ctx: GpuContext, fn: () => void, reps: number): Promise<{ firstMs: number; ms: number }> {

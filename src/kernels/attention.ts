@@ -1,7 +1,7 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { attentionComposed, composedFits, type ComposedParams, type LogitBias } from './attention_composed.js';
-import { attentionFlashTile, flashTileConfig } from './attention_flash.js';
+import { attentionFlashTile, flashTileConfig, type FlashOperands } from './attention_flash.js';
 import { bucket4, choose, randomValues, softwareDefaults, type KernelFamily } from './choice.js';
 import { ROUND16_WGSL } from './matmul.js';
 import { f32lit, grid1d } from './util.js';
@@ -39,12 +39,6 @@ export type { LogitBias };
  * (see pooled_attention.ts). Both paths support it.
  */
 
-/** Where one of q, k, v lives in its buffer: element (b, n, h, i) is at ((b*N + n)*tokenStride + offset + h*d + i). */
-interface Operand {
-  tokenStride: number;
-  offset: number;
-}
-
 export interface AttentionConfig {
   /** queries per workgroup (= workgroup size) */
   bq: number;
@@ -54,12 +48,7 @@ export interface AttentionConfig {
   unroll?: boolean;
 }
 
-interface AttentionParams extends ComposedParams {
-  q: Operand;
-  k: Operand;
-  v: Operand;
-  /** token stride of the output [B, Nq, H*dv] */
-  outStride: number;
+interface AttentionParams extends FlashOperands {
   /** q, k and v rounded to f16 (precision 'f16') */
   half: boolean;
 }
@@ -238,13 +227,7 @@ function runFlashRow(ctx: GpuContext, p: AttentionParams, bindings: Tensor[], ou
 // ------------------------------------------------------------------------------------------------
 
 /** One attention call as the kernel choice sees it. */
-export interface AttentionCall {
-  batch: number;
-  heads: number;
-  nq: number;
-  nk: number;
-  d: number;
-  dv: number;
+export interface AttentionCall extends Pick<ComposedParams, 'batch' | 'heads' | 'nq' | 'nk' | 'd' | 'dv'> {
   /** q, k, v read in place from a packed qkv [B, N, (3, H, d)] (self-attention of the ViT) */
   packed: boolean;
   /** a logit bias on some keys */

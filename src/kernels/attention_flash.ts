@@ -1,5 +1,6 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
+import type { ComposedParams } from './attention_composed.js';
 import { grid1d, memoWGSL } from './util.js';
 
 /**
@@ -36,20 +37,11 @@ import { grid1d, memoWGSL } from './util.js';
  */
 
 /** Where q, k, v and the output live (in elements): element (b, n, h, i) of an operand is at (b*N + n)*tokenStride + offset + h*d + i. */
-export interface FlashOperands {
-  batch: number;
-  heads: number;
-  nq: number;
-  nk: number;
-  d: number;
-  dv: number;
-  scale: number;
+export interface FlashOperands extends ComposedParams {
   q: { tokenStride: number; offset: number };
   k: { tokenStride: number; offset: number };
   v: { tokenStride: number; offset: number };
   outStride: number;
-  /** a constant added to the logits of keys [0, keys) */
-  logitBias?: { keys: number; value: number };
 }
 
 export interface FlashTileConfig {

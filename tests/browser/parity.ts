@@ -28,24 +28,16 @@ export interface ParityRequest {
 }
 
 /** What the kernel preparation did (PrepareReport without the table itself). */
-export interface KernelSummary {
-  source: PrepareReport['source'];
-  note: string;
-  timed: number;
-  compiled: number;
-  tuneMs: number;
-  compileMs: number;
-  store: string;
-  saved: boolean;
+export interface KernelSummary extends Omit<PrepareReport, 'table'> {
   classes: number;
   /** classes whose kernel differs from the adapter's default */
   changed: string[];
   adapter: string;
 }
 
-const summary = (r: PrepareReport, adapter: string): KernelSummary => ({
-  source: r.source, note: r.note, timed: r.timed, compiled: r.compiled, tuneMs: r.tuneMs, compileMs: r.compileMs, store: r.store, saved: r.saved,
-  classes: r.table?.entries.length ?? 0, changed: (r.table?.entries ?? []).filter((e) => e.chosen !== e.fallback).map((e) => `${e.op} ${e.class}: ${e.chosen}`),
+const summary = ({ table, ...r }: PrepareReport, adapter: string): KernelSummary => ({
+  ...r,
+  classes: table?.entries.length ?? 0, changed: (table?.entries ?? []).filter((e) => e.chosen !== e.fallback).map((e) => `${e.op} ${e.class}: ${e.chosen}`),
   adapter,
 });
 

@@ -18,6 +18,7 @@ import { GpuContext } from '../src/gpu/context.js';
 import type { SafetensorsFile } from '../src/io/safetensors.js';
 import type { TableStore } from '../src/tune/store.js';
 import { randomValues } from '../src/kernels/choice.js';
+import { formatTable } from '../src/tune/tuner.js';
 import { attention } from '../src/kernels/attention.js';
 import { EfficientTAM } from '../src/model/efficienttam.js';
 import { benchLinear, rows as linearRows, CPU_NAME } from './kernels.js';
@@ -124,6 +125,7 @@ async function kernelRows(ctx: GpuContext, o: SuiteOptions, reps: number, push: 
   for (const [name, w] of models) {
     const m = EfficientTAM.load(ctx, w.weights, w.config);
     const r = await m.prepare({ budgetMs: o.tuneBudgetMs, store: o.store, timeSoftware: true });
+    if (r.table) o.log?.(`${name}: ${formatTable(r.table)}`);
     push({ bench: `${name}: kernel table (${r.source}${r.timed ? `, ${r.timed} classes timed` : ''}; ${r.table?.entries.filter((e) => e.chosen !== e.fallback).length ?? 0} not the default)`, ms: r.tuneMs });
     const S = m.imageSize;
     const px = ctx.upload(rand(S * S * 3, 22, 2), [1, S, S, 3]);

@@ -85,7 +85,9 @@ describe('kernel tables of a model (the tiny golden model)', () => {
     const old = process.env.XDG_CACHE_HOME;
     process.env.XDG_CACHE_HOME = dir;
     const folder = await FileTableStore.defaultFolder();
-    process.env.XDG_CACHE_HOME = old;
+    // (assigning undefined would set the string 'undefined', and Mesa would cache into ./undefined)
+    if (old === undefined) delete process.env.XDG_CACHE_HOME;
+    else process.env.XDG_CACHE_HOME = old;
     expect(folder).toBe(join(dir, 'efficienttam-webgpu', 'kernels'));
     const store = new FileTableStore(folder);
 

@@ -702,10 +702,17 @@ async function loadModel(source: File | string): Promise<void> {
       config = v.config;
       what = `${v.variant}${v.notes.length ? ` (${v.notes.join('; ')})` : ''}`;
     }
-    model = await EfficientTAM.create(ctx, weights, config);
+    // kernels for this GPU: the table stored for it, or timed now (a few seconds, once per GPU);
+    // the model's pipelines compiled ahead so that the first frame does not wait for them
+    model = await EfficientTAM.create(ctx, weights, config, {
+      onProgress: (p) => setStatus(modelStatus, p.stage === 'tune'
+        ? `choosing the fastest kernels for this GPU: ${p.tune.done} of ${p.tune.total}`
+        : `compiling the model's kernels: ${p.done} of ${p.total}`),
+    });
     await ctx.sync();
     const s = ((performance.now() - t0) / 1000).toFixed(1);
-    setStatus(modelStatus, `${name}: ${what}, input ${model.imageSize}x${model.imageSize}, ready (${s} s)`, 'ok');
+    const k = model.kernelReport;
+    setStatus(modelStatus, `${name}: ${what}, input ${model.imageSize}x${model.imageSize}, ready (${s} s; kernels: ${k?.source ?? 'defaults'})`, 'ok');
     state('model', 'ready');
   } catch (e) {
     model = null;

@@ -4,6 +4,7 @@
  *
  *   const ctx = await GpuContext.create();
  *   const weights = await loadWeights(urlOrFileOrPath, { onProgress });
+ *   // kernels tuned for this GPU (stored, or timed within seconds), pipelines compiled ahead
  *   const model = await EfficientTAM.create(ctx, weights, detectVariant(weights).config);
  *   const predictor = new ImagePredictor(model);
  *   predictor.setImage({ data, width, height, channels: 4 });   // or await decodeImageFile(path) in Node
@@ -29,6 +30,12 @@ export {
   type Variant, type EfficientTAMVariant, type Sam2Variant, type EfficientTAMConfig, type HieraConfig, type FpnNeckConfig,
 } from './model/config.js';
 export { EfficientTAM, type LoadOptions, type ImageFeatures } from './model/efficienttam.js';
+export { type Precision, type F16Policy, F16_KEEP_F32 } from './model/precision.js';
+export { type KernelOptions, type PrepareReport, type PrepareProgress, type Tuning } from './tune/prepare.js';
+export { exportTable, importTable, type TuningTable, type TableEntry } from './tune/table.js';
+export { FileTableStore, IndexedDbTableStore, MemoryTableStore, type TableStore } from './tune/store.js';
+export { formatTable as formatKernelTable } from './tune/tuner.js';
+export { adapterName, type AdapterIdentity } from './gpu/adapter.js';
 export { ImageEncoder, type ImageEncoderOutput } from './model/image_encoder.js';
 export type { HighResFeatures } from './model/mask_decoder.js';
 export { ImagePredictor, type ImagePredictorOptions, type PredictOptions, type PredictResult } from './model/image_predictor.js';

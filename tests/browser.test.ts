@@ -68,9 +68,17 @@ async function runParity(req: ParityRequest): Promise<ParityResult> {
   return r;
 }
 
-describe('browser (headless Chromium, SwiftShader WebGPU): golden tiny', () => {
-  it('image encoder and every prompt.* output match the reference', async () => {
-    const r = await runParity({ case: 'tiny', what: 'prompts' });
+describe('browser (headless Chromium, SwiftShader WebGPU): golden tiny, tuned kernels', () => {
+  it('tunes the kernels (stored in IndexedDB); the image encoder and every prompt.* output then match the reference', async () => {
+    // a fresh browser profile: nothing stored, so the candidates are timed (a short budget)
+    const r = await runParity({ case: 'tiny', what: 'prompts', tuneBudgetMs: 8000 });
+    const k = r.kernels!;
+    console.log(`browser kernels: ${k.source}, ${k.classes} classes, ${k.timed} timed in ${(k.tuneMs / 1000).toFixed(1)} s, ` +
+      `${k.compiled} pipelines compiled ahead in ${(k.compileMs / 1000).toFixed(1)} s; not the default: ${k.changed.join('; ') || 'none'}`);
+    expect(k).toMatchObject({ source: 'tuned', saved: true });
+    expect(k.store).toMatch(/IndexedDB/);
+    expect(k.timed).toBeGreaterThanOrEqual(1);
+    expect(k.classes).toBeGreaterThan(10);
     console.log(`browser, ${r.adapter}, tiny prompts (${r.seconds.toFixed(1)} s)\n${r.table}\n${summary(r.rows)}`);
     expect(r.rows.map((x) => x.name).sort()).toEqual([...r.expected].sort());
     expect(r.rows.length).toBeGreaterThanOrEqual(18);
@@ -86,6 +94,19 @@ describe('browser (headless Chromium, SwiftShader WebGPU): golden tiny', () => {
     for (const row of r.rows) expect(row.pass, `${row.name}: ${JSON.stringify(row)}`).toBe(true);
     expect(r.presence).toEqual([]);
   }, 600_000);
+
+  it('a later page on the same profile uses the table stored in IndexedDB, timing nothing', async () => {
+    const { page, errors } = await openPage(browser, `${served.origin}/tests/browser/parity.html`, () => {});
+    try {
+      await page.waitForFunction(() => typeof window.etamKernelsAgain === 'function');
+      const k = await page.evaluate((c) => window.etamKernelsAgain(c), 'tiny');
+      expect(k).toMatchObject({ source: 'stored table', timed: 0, dispatches: 0 });
+      expect(k.classes).toBeGreaterThan(10);
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  }, 120_000);
 });
 
 describe('browser (headless Chromium, SwiftShader WebGPU): golden sam2_tiny (SAM 2.1: Hiera, FPN, high-resolution decoder)', () => {

@@ -14,6 +14,7 @@ import { formatTable, type GoldenRow } from '../src/golden/compare.js';
 import { stages } from '../src/golden/registry.js';
 import { caseModel, chwToHwc } from '../src/golden/stages.js';
 import { replayScript } from '../src/golden/stages_video.js';
+import { EfficientTAM } from '../src/model/efficienttam.js';
 import { ImagePredictor } from '../src/model/image_predictor.js';
 import type { Hiera } from '../src/model/hieradet.js';
 import { gpu, maxAbsDiff } from './helpers.js';
@@ -91,6 +92,14 @@ describe('golden sam2_tiny (SAM 2.1: Hiera, FPN, high-resolution decoder)', () =
       hiera.limits.maxBindingBytes = limit;
       input.release();
     }
+  });
+
+  it('EfficientTAM.create (values checked, kernels prepared on a dry run of the model) builds a SAM 2 model', async () => {
+    const ctx = await gpu();
+    const c = await sam2Case();
+    const m = await EfficientTAM.create(ctx, c.weights, c.config);
+    expect(m.isSam2).toBe(true);
+    m.release();
   });
 
   it('the image predictor picks the reference best mask; its high-resolution maps go with the embedding', async () => {

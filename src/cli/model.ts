@@ -26,6 +26,8 @@ import { detectVariant, officialVariantOf } from '../weights/variant.js';
 import { loadWeights } from '../weights/load.js';
 import { CliError, usageError, type OptionSpec } from './args.js';
 import { Progress } from './progress.js';
+import { FileTableStore } from '../tune/store.js';
+import { contextKey } from '../tune/table.js';
 
 export interface ModelChoice {
   /** the weights file read */
@@ -186,11 +188,25 @@ export async function buildModel(choice: ModelChoice): Promise<{ ctx: GpuContext
   } catch (e) {
     throw new CliError(`no WebGPU device: ${(e as Error).message}`);
   }
+  let model: EfficientTAM;
   try {
-    return { ctx, model: await EfficientTAM.create(ctx, choice.weights, choice.config) };
+    // EfficientTAM.create without its kernel preparation (below): load, then the values' check
+    model = EfficientTAM.load(ctx, choice.weights, choice.config);
+    try {
+      await model.checkWeights();
+    } catch (e) {
+      model.release();
+      throw e;
+    }
   } catch (e) {
     ctx.destroy();
     if (e instanceof WeightValueError) throw new CliError(`the weights ${choice.path} are damaged: ${e.message}`);
     throw new CliError(`the weights ${choice.path} do not fit the model (${choice.configFrom}):\n${(e as Error).message}`);
   }
+  // the kernel table `etam tune` stored for this adapter, if any (nothing is timed here), and the
+  // model's pipelines compiled ahead
+  const store = new FileTableStore(await FileTableStore.defaultFolder());
+  const stored = await store.load(contextKey(ctx));
+  await model.prepare({ tuning: stored ?? 'off', store: null });
+  return { ctx, model };
 }

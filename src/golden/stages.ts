@@ -47,7 +47,7 @@ const models = new WeakMap<CaseData, EfficientTAM>();
 export function caseModel(ctx: GpuContext, c: CaseData): EfficientTAM {
   let m = models.get(c);
   if (!m) {
-    m = EfficientTAM.load(ctx, c.weights, c.config);
+    m = EfficientTAM.load(ctx, c.weights, c.config, c.load);
     models.set(c, m);
   }
   return m;

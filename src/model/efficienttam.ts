@@ -23,6 +23,9 @@ import { MemoryAttention } from './memory_attention.js';
 import { MemoryEncoder } from './memory_encoder.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { TrackingParts } from './tracker.js';
+import { modelWorkload } from './workload.js';
+import { f16Settings, f16Weights, type F16Policy, type Precision } from './precision.js';
+import { prepareKernels, type KernelOptions, type PrepareReport } from '../tune/prepare.js';
 
 export interface LoadOptions {
   /**
@@ -35,6 +38,14 @@ export interface LoadOptions {
    * anything (default true): a file of another variant fails at once with a message naming it.
    */
   checkManifest?: boolean;
+  /**
+   * 'f32' (default) or 'f16': half-precision inputs (weights and activations) into the matmuls,
+   * convolutions and attention, with f32 sums, norms and softmaxes (see precision.ts). Needs a
+   * device with shader-f16. The context's kernels follow the last model loaded on it.
+   */
+  precision?: Precision;
+  /** which parts stay f32 under precision 'f16' (default: precision.ts's) */
+  f16Policy?: F16Policy;
 }
 
 /** Parts of the official state dict that this version does not build yet. */
@@ -73,6 +84,15 @@ export class EfficientTAM {
 
   private valuesChecked: Promise<void> | null = null;
 
+  /** How `create` / `prepare` chose and compiled the kernels (null until then). */
+  kernelReport: PrepareReport | null = null;
+
+  /** Chooses (or tunes) and compiles this model's kernels on its context; see `create`. */
+  async prepare(opts: KernelOptions = {}): Promise<PrepareReport> {
+    this.kernelReport = await prepareKernels(this.ctx, () => modelWorkload(this), opts);
+    return this.kernelReport;
+  }
+
   /** Input side length S of the image encoder (1024, or 512 for the `_512x512` variants). */
   get imageSize(): number {
     return this.config.image_size;
@@ -101,8 +121,11 @@ export class EfficientTAM {
    * `checkWeights` (one readback for all the weights). Rejects with a WeightError (names,
    * shapes, dtypes) or a WeightValueError (NaN or infinities, naming the first tensor holding
    * them); either way nothing it uploaded stays on the GPU.
+   * Then gets the context ready to run it fast (`prepare`): the kernel table for this adapter
+   * (stored, tuned now, given, or the defaults: `tuning`) and the model's pipelines compiled
+   * ahead, asynchronously (see tune/prepare.ts); `kernelReport` says what was done.
    */
-  static async create(ctx: GpuContext, weights: SafetensorsFile, config: unknown, opts: LoadOptions = {}): Promise<EfficientTAM> {
+  static async create(ctx: GpuContext, weights: SafetensorsFile, config: unknown, opts: LoadOptions & KernelOptions = {}): Promise<EfficientTAM> {
     const model = EfficientTAM.load(ctx, weights, config, opts);
     try {
       await model.checkWeights();
@@ -110,6 +133,7 @@ export class EfficientTAM {
       model.release();
       throw e;
     }
+    await model.prepare(opts);
     return model;
   }
 
@@ -124,11 +148,20 @@ export class EfficientTAM {
     // Before anything is uploaded: every tensor of the config's model present, with its shape
     // (names the official variant the file is when it is another one).
     if (opts.checkManifest ?? true) checkWeightsForConfig(weights, cfg);
-    const w = new WeightLoader(weights, ctx, { allowUnused: opts.allowUnused ?? NOT_YET_BUILT });
+    const precision = opts.precision ?? 'f32';
+    if (precision !== 'f32' && precision !== 'f16') throw new Error(`EfficientTAM.load: precision is 'f32' or 'f16', not '${String(precision)}'`);
+    if (precision === 'f16' && !ctx.hasF16) {
+      throw new Error("EfficientTAM.load: precision 'f16' needs a device with the 'shader-f16' feature, and this one has none (use 'f32')");
+    }
+    const w = new WeightLoader(weights, ctx, {
+      allowUnused: opts.allowUnused ?? NOT_YET_BUILT,
+      f16: precision === 'f16' ? f16Weights(opts.f16Policy) : undefined,
+    });
     const allocations = ctx.beginAllocations();
     try {
       const model = EfficientTAM.build(ctx, w, cfg, allocations);
       ctx.endAllocations(allocations);
+      ctx.kernels.f16 = f16Settings(precision, opts.f16Policy);
       return model;
     } catch (e) {
       // a failed load leaves nothing on the GPU: what it uploaded or made is given back

@@ -7,7 +7,7 @@
  */
 import { adapterName } from '../gpu/adapter.js';
 import { GpuContext } from '../gpu/context.js';
-import { preset, VARIANTS, type Variant } from '../model/config.js';
+import { ALL_VARIANTS, isVariant, preset, withImageSize } from '../model/config.js';
 import { EfficientTAM } from '../model/efficienttam.js';
 import { defaultBudgetMs, formatTable } from '../tune/tuner.js';
 import { FileTableStore } from '../tune/store.js';
@@ -36,7 +36,8 @@ Tables are stored under $XDG_CACHE_HOME/efficienttam-webgpu/kernels (else ~/.cac
 adapter and library version.
 
 example:
-  etam tune --variant efficienttam_ti_512x512`,
+  etam tune --variant efficienttam_ti_512x512
+  etam tune --variant sam2.1_hiera_tiny --image-size 512`,
 };
 
 /** The JSON form: the adapter, and per operation the candidates' ms and the choice per class. */
@@ -67,8 +68,11 @@ export async function tune(p: ParsedArgs, out: Output): Promise<number> {
     ({ weights, config } = c);
     what = `${c.path} (${c.configFrom})`;
   } else {
-    if (!(VARIANTS as readonly string[]).includes(variantArg!)) throw usageError(cmd, `--variant ${variantArg} is not one of ${VARIANTS.join(', ')}`);
-    config = preset(variantArg as Variant);
+    if (!isVariant(variantArg!)) throw usageError(cmd, `--variant ${variantArg} is not one of ${ALL_VARIANTS.join(', ')}`);
+    config = preset(variantArg);
+    // SAM 2 at another input size (EfficientTAM's sizes are variants of their own)
+    const size = getNumber(p, 'image-size');
+    if (size !== undefined && size !== config.image_size && variantArg!.startsWith('sam2')) config = withImageSize(config, size);
     weights = randomWeights(config);
     what = `${variantArg} (random weights)`;
   }

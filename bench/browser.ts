@@ -73,12 +73,22 @@ async function main(): Promise<void> {
       if (n) row['Node first run ms'] = a?.firstMs ?? '';
       row['browser first run ms'] = b?.firstMs ?? '';
     }
+    if (a?.blockedMs !== undefined || b?.blockedMs !== undefined) {
+      if (n) row['Node blocked ms'] = a?.blockedMs ?? '';
+      row['browser blocked ms'] = b?.blockedMs ?? '';
+    }
+    if (a?.ratio !== undefined || b?.ratio !== undefined) {
+      if (n) row['Node ratio'] = a?.ratio ?? '';
+      row['browser ratio'] = b?.ratio ?? '';
+    }
+    if (a?.note || b?.note) row.note = [a?.note && n ? `Node: ${a.note}` : '', b?.note ? `browser: ${b.note}` : ''].filter(Boolean).join('; ');
     rows.push(row);
   }
   console.log(`\nNode: ${n ? `Dawn (npm webgpu), adapter ${n.adapter}` : 'skipped'}`);
   console.log(`browser: ${br.version}, headless, adapter ${br.adapter}`);
   console.log(`GPU ms: median of ${reps} runs, each timed from recording to the GPU being done (await ctx.sync());`);
-  console.log('first run: the first call, pipeline compiles included. CPU rows: the same plain-JS loop in each JS engine.\n');
+  console.log('first run: the first call, pipeline compiles included. CPU rows: the same plain-JS loop in each JS engine.');
+  console.log('blocked: the longest stretch a 5 ms timer could not run (event loop / main thread blocked). ratio: current kernels ms / tuned ms.\n');
   printTable(rows);
 }
 

@@ -782,18 +782,26 @@ async function loadModel(source: File | string): Promise<void> {
       config = configOverride;
       what = 'the given config.json';
     } else {
-      const v = detectVariant(weights);
+      const size = Number($<HTMLSelectElement>('imageSize').value) || undefined;
+      const v = detectVariant(weights, { imageSize: size });
       config = v.config;
       what = `${v.variant}${v.notes.length ? ` (${v.notes.join('; ')})` : ''}`;
     }
-    model = await EfficientTAM.create(ctx, weights, config);
+    // kernels for this GPU: the table stored for it, or timed now (a few seconds, once per GPU);
+    // the model's pipelines compiled ahead so that the first frame does not wait for them
+    model = await EfficientTAM.create(ctx, weights, config, {
+      onProgress: (p) => setStatus(modelStatus, p.stage === 'tune'
+        ? `choosing the fastest kernels for this GPU: ${p.tune.done} of ${p.tune.total}`
+        : `compiling the model's kernels: ${p.done} of ${p.total}`),
+    });
     await ctx.sync();
     const s = ((performance.now() - t0) / 1000).toFixed(1);
-    setStatus(modelStatus, `${name}: ${what}, input ${model.imageSize}x${model.imageSize}, ready (${s} s)`, 'ok');
+    const k = model.kernelReport;
+    setStatus(modelStatus, `${name}: ${what}, input ${model.imageSize}x${model.imageSize}, ready (${s} s; kernels: ${k?.source ?? 'defaults'})`, 'ok');
     state('model', 'ready');
   } catch (e) {
     model = null;
-    const hint = configOverride ? '' : '\nIf this is not one of the official EfficientTAM checkpoints, also choose its config.json.';
+    const hint = configOverride ? '' : '\nIf this is not one of the official EfficientTAM, SAM 2 or SAM 2.1 checkpoints, also choose its config.json.';
     setStatus(modelStatus, `These weights cannot be used: ${errorText(e)}${hint}`, 'error');
     state('model', 'error');
   }
@@ -833,9 +841,10 @@ $<HTMLInputElement>('configFile').addEventListener('change', async (e) => {
     setStatus(modelStatus, `config ${f.name} read; now choose the weights`);
     if (lastWeights) void loadModel(lastWeights);
   } catch (err) {
-    setStatus(modelStatus, `${f.name} is not a usable EfficientTAM config: ${errorText(err)}`, 'error');
+    setStatus(modelStatus, `${f.name} is not a usable EfficientTAM / SAM 2 config: ${errorText(err)}`, 'error');
   }
 });
+$<HTMLSelectElement>('imageSize').addEventListener('change', () => { if (lastWeights && !configOverride) void loadModel(lastWeights); });
 $<HTMLButtonElement>('loadUrl').addEventListener('click', () => {
   const url = $<HTMLInputElement>('weightsUrl').value.trim();
   if (url) void loadModel(url);

@@ -1,5 +1,6 @@
-import { describe, expect, it } from 'vitest';
-import { attention, attentionPacked } from '../src/kernels/attention.js';
+import { describe, expect, it, it as vit } from 'vitest';
+import { f16ToF32Array, f32ToF16Array } from '../src/gpu/half.js';
+import { attention, attentionPacked, attentionPackedKV, ATTENTION } from '../src/kernels/attention.js';
 import { gpu, maxAbs, maxAbsDiff, randn } from './helpers.js';
 
 /**
@@ -186,5 +187,78 @@ describe('attention', { timeout: 600_000 }, () => {
     expect(() => attentionPacked(ctx, t(1, 5, 48), 3)).toThrow(/3\*H\*d/);
     expect(() => attentionPacked(ctx, t(5, 144), 3)).toThrow(/3\*H\*d/);
     expect(() => attentionPacked(ctx, t(1, 5, 144), 3, { config: { bq: 64, bk: 6 } })).toThrow(/multiple/);
+  });
+});
+
+describe('attentionPackedKV (Hiera Q-pooling: separate queries, k and v in place in a qkv)', () => {
+  for (const kernel of ATTENTION.candidates) {
+    for (const [b, nq, nk, heads, d] of [[6, 16, 64, 1, 16], [2, 9, 36, 2, 12], [3, 49, 196, 4, 8]] as const) {
+      it(`${kernel}: B=${b} Nq=${nq} Nk=${nk} heads=${heads} d=${d}`, async () => {
+        const ctx = await gpu();
+        const c = heads * d;
+        const q = randn(b * nq * c, 31);
+        const qkv = randn(b * nk * 3 * c, 32);
+        const [, k, v] = unpackQkv(qkv, b, nk, c);
+        const o = attentionPackedKV(ctx, ctx.upload(q, [b, nq, c]), ctx.upload(qkv, [b, nk, 3 * c]), heads, { kernel });
+        expect(o.shape).toEqual([b, nq, c]);
+        expect(maxAbsDiff(await o.read(), attentionRef(q, k, v, b, nq, nk, heads, d, d))).toBeLessThan(2e-5);
+      });
+    }
+  }
+  it('rejects a qkv that does not go with q', async () => {
+    const ctx = await gpu();
+    expect(() => attentionPackedKV(ctx, ctx.empty([2, 4, 8]), ctx.empty([2, 16, 16]), 1)).toThrow(/does not go with q/);
+  });
+});
+
+/**
+ * Every candidate of the attention family against the float64 reference, at odd sizes: vec4 and
+ * scalar head dims, a logit bias, keys over several blocks with dv != d, d = 256, a packed qkv,
+ * and f16 operands (against the reference on the f16-rounded q, k, v). 'composed' and 'flash-row'
+ * (= method 'fused') have those cases above already: here they get the f16 one.
+ */
+describe.each(ATTENTION.candidates)('attention candidate %s', (kernel) => {
+  const it = kernel === 'flash-tile' ? vit : (name: string, fn: () => Promise<void>) => (/f16/.test(name) ? vit(name, fn) : vit.skip(name, fn));
+  const round16 = (a: Float32Array): Float32Array => f16ToF32Array(f32ToF16Array(a));
+  async function run(b: number, nq: number, nk: number, heads: number, d: number, dv: number, seed: number,
+    o: { logitBias?: { keys: number; value: number }; half?: boolean; packed?: boolean } = {}): Promise<void> {
+    const ctx = await gpu();
+    const q = randn(b * nq * heads * d, seed), k = randn(b * nk * heads * d, seed + 1), v = randn(b * nk * heads * dv, seed + 2);
+    ctx.kernels.f16.attention = !!o.half;
+    try {
+      let got: Float32Array;
+      if (o.packed) {
+        const c = heads * d, qkv = new Float32Array(b * nq * 3 * c);
+        for (let t = 0; t < b * nq; t++) {
+          qkv.set(q.subarray(t * c, (t + 1) * c), t * 3 * c);
+          qkv.set(k.subarray(t * c, (t + 1) * c), t * 3 * c + c);
+          qkv.set(v.subarray(t * c, (t + 1) * c), t * 3 * c + 2 * c);
+        }
+        got = await attentionPacked(ctx, ctx.upload(qkv, [b, nq, 3 * c]), heads, { kernel, logitBias: o.logitBias }).read();
+      } else {
+        got = await attention(ctx, ctx.upload(q, [b, nq, heads * d]), ctx.upload(k, [b, nk, heads * d]), ctx.upload(v, [b, nk, heads * dv]),
+          heads, { kernel, logitBias: o.logitBias }).read();
+      }
+      const r = o.half ? (x: Float32Array) => round16(x) : (x: Float32Array) => x;
+      const ref = attentionRef(r(q), r(k), r(v), b, nq, nk, heads, d, dv, undefined, o.logitBias);
+      expect(maxAbsDiff(got, ref)).toBeLessThan(2e-5);
+      if (o.half) expect(maxAbsDiff(got, attentionRef(q, k, v, b, nq, nk, heads, d, dv, undefined, o.logitBias))).toBeGreaterThan(1e-4);
+    } finally {
+      ctx.kernels.f16.attention = false;
+    }
+  }
+  it('B=2, Nq=37, Nk=53, 3 heads of d=16, a logit bias on 21 keys; the same packed', async () => {
+    await run(2, 37, 53, 3, 16, 16, 10, { logitBias: { keys: 21, value: 2 * Math.LN2 } });
+    await run(2, 37, 37, 3, 16, 16, 11, { packed: true });
+  });
+  it('scalar head dims (d=6); d=64 with dv=32 and keys over several blocks (Nk=150)', async () => {
+    await run(2, 11, 19, 2, 6, 6, 70);
+    await run(1, 21, 150, 2, 64, 32, 20);
+  });
+  it('d=256 (one head, as memory attention)', async () => {
+    await run(1, 9, 37, 1, 256, 256, 80);
+  });
+  it('f16 operands (f32 scores, softmax and sums)', async () => {
+    await run(1, 21, 45, 2, 16, 16, 30, { half: true });
   });
 });

@@ -69,9 +69,17 @@ async function runParity(req: ParityRequest): Promise<ParityResult> {
   return r;
 }
 
-describe('browser (headless Chromium, SwiftShader WebGPU): golden tiny', () => {
-  it('image encoder and every prompt.* output match the reference', async () => {
-    const r = await runParity({ case: 'tiny', what: 'prompts' });
+describe('browser (headless Chromium, SwiftShader WebGPU): golden tiny, tuned kernels', () => {
+  it('tunes the kernels (stored in IndexedDB); the image encoder and every prompt.* output then match the reference', async () => {
+    // a fresh browser profile: nothing stored, so the candidates are timed (a short budget)
+    const r = await runParity({ case: 'tiny', what: 'prompts', tuneBudgetMs: 8000 });
+    const k = r.kernels!;
+    console.log(`browser kernels: ${k.source}, ${k.classes} classes, ${k.timed} timed in ${(k.tuneMs / 1000).toFixed(1)} s, ` +
+      `${k.compiled} pipelines compiled ahead in ${(k.compileMs / 1000).toFixed(1)} s; not the default: ${k.changed.join('; ') || 'none'}`);
+    expect(k).toMatchObject({ source: 'tuned', saved: true });
+    expect(k.store).toMatch(/IndexedDB/);
+    expect(k.timed).toBeGreaterThanOrEqual(1);
+    expect(k.classes).toBeGreaterThan(10);
     console.log(`browser, ${r.adapter}, tiny prompts (${r.seconds.toFixed(1)} s)\n${r.table}\n${summary(r.rows)}`);
     expect(r.rows.map((x) => x.name).sort()).toEqual([...r.expected].sort());
     expect(r.rows.length).toBeGreaterThanOrEqual(18);
@@ -83,6 +91,41 @@ describe('browser (headless Chromium, SwiftShader WebGPU): golden tiny', () => {
     await (await parityPage)?.page.close();
     const ms = [...r.frameMs].sort((a, b) => a - b);
     console.log(`browser, ${r.adapter}, tiny video script (${r.seconds.toFixed(1)} s, median ${ms[ms.length >> 1]?.toFixed(0)} ms per tracked frame)\n${r.table}\n${summary(r.rows)}`);
+    expect(r.rows.map((x) => x.name).sort()).toEqual([...r.expected].sort());
+    for (const row of r.rows) expect(row.pass, `${row.name}: ${JSON.stringify(row)}`).toBe(true);
+    expect(r.presence).toEqual([]);
+  }, 600_000);
+
+  it('a later page on the same profile uses the table stored in IndexedDB, timing nothing', async () => {
+    const { page, errors } = await openPage(browser, `${served.origin}/tests/browser/parity.html`, () => {});
+    try {
+      await page.waitForFunction(() => typeof window.etamKernelsAgain === 'function');
+      const k = await page.evaluate((c) => window.etamKernelsAgain(c), 'tiny');
+      expect(k).toMatchObject({ source: 'stored table', timed: 0, dispatches: 0 });
+      expect(k.classes).toBeGreaterThan(10);
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  }, 120_000);
+});
+
+describe('browser (headless Chromium, SwiftShader WebGPU): golden sam2_tiny (SAM 2.1: Hiera, FPN, high-resolution decoder)', () => {
+  beforeAll(() => { parityPage = null; }); // a fresh parity page (the tiny tests close theirs)
+  afterAll(async () => { await (await parityPage)?.page.close(); parityPage = null; });
+
+  it('image encoder (Hiera stages, FPN levels, high-resolution maps) and every prompt.* output match the reference', async () => {
+    const r = await runParity({ case: 'sam2_tiny', what: 'prompts' });
+    console.log(`browser, ${r.adapter}, sam2_tiny prompts (${r.seconds.toFixed(1)} s)\n${r.table}\n${summary(r.rows)}`);
+    expect(r.rows.map((x) => x.name).sort()).toEqual([...r.expected].sort());
+    expect(r.rows.map((x) => x.name)).toEqual(expect.arrayContaining(['image.trunk.3', 'image.high_res_feats.0', 'prompt.refine.low_res_logits']));
+    for (const row of r.rows) expect(row.pass, `${row.name}: ${JSON.stringify(row)}`).toBe(true);
+  }, 300_000);
+
+  it('the video script: every video.* reference matches, object presence agrees (the absent frame included)', async () => {
+    const r = await runParity({ case: 'sam2_tiny', what: 'video' });
+    const ms = [...r.frameMs].sort((a, b) => a - b);
+    console.log(`browser, ${r.adapter}, sam2_tiny video script (${r.seconds.toFixed(1)} s, median ${ms[ms.length >> 1]?.toFixed(0)} ms per tracked frame)\n${r.table}\n${summary(r.rows)}`);
     expect(r.rows.map((x) => x.name).sort()).toEqual([...r.expected].sort());
     for (const row of r.rows) expect(row.pass, `${row.name}: ${JSON.stringify(row)}`).toBe(true);
     expect(r.presence).toEqual([]);
@@ -114,11 +157,12 @@ async function clickVideo(page: Page, p: readonly [number, number]): Promise<voi
  * mask): inside it the pixels must be much bluer than outside. Returns the mean blue - red inside
  * and outside.
  */
-async function checkBlueMask(shot: string, box: { left: number; top: number; width: number; height: number }, frame: number): Promise<{ inside: number; outside: number }> {
+async function checkBlueMask(shot: string, box: { left: number; top: number; width: number; height: number }, frame: number,
+  golden = 'tiny'): Promise<{ inside: number; outside: number }> {
   expect([box.width, box.height]).toEqual([960, 540]);
   const { default: sharp } = await import('sharp');
   const px = await sharp(shot).extract(box).removeAlpha().raw().toBuffer();
-  const c = await loadCase(resolve(SHARED, 'golden/tiny'));
+  const c = await loadCase(resolve(SHARED, `golden/${golden}`));
   const ref = c.tensors.info(`video.pass1.frame${frame}.masks_bits`);
   const [, H] = ref.shape as [number, number, number];
   const mask = unpackBits(c.tensors.getRaw(`video.pass1.frame${frame}.masks_bits`) as Uint8Array, [ref.shape[0]!, H, 960]);
@@ -223,6 +267,36 @@ describe('browser: the demo, driven like a person would', () => {
       console.log(`demo screenshot: ${shot}`);
       // the canvas shows frame 7 with object 1's mask blended in blue by drawMasks on the GPU
       await checkBlueMask(shot, await viewBox(page), 7);
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  }, 600_000);
+
+  it('a SAM 2.1 model (sam2_tiny: Hiera, FPN, high-resolution decoder): loaded with its config, a click tracked over 8 frames, the golden mask in its colour', async () => {
+    const { page, errors } = await openPage(browser, `${served.origin}/demo/index.html`);
+    try {
+      await page.waitForSelector('body[data-gpu="ready"]', { timeout: 60_000 });
+      const golden = resolve(SHARED, 'golden/sam2_tiny');
+      const upload = async (sel: string, ...files: string[]) => ((await page.$(sel)) as ElementHandle<HTMLInputElement>).uploadFile(...files);
+      await upload('#configFile', resolve(golden, 'config.json'));
+      await upload('#weightsFile', resolve(golden, 'weights.safetensors'));
+      await page.waitForSelector('body[data-model="ready"], body[data-model="error"]');
+      const modelText = await page.$eval('#modelStatus', (e) => e.textContent ?? '');
+      expect(await page.$eval('body', (b) => b.dataset.model), modelText).toBe('ready');
+      // the golden's video is these 8 frames (SAM 2.1's pointer encoding depends on the video's length)
+      await upload('#imageFiles', ...Array.from({ length: 8 }, (_, i) => resolve(SHARED, 'data/bedroom', `${String(i).padStart(5, '0')}.jpg`)));
+      await page.waitForSelector('body[data-source="ready"], body[data-source="error"]');
+      await clickVideo(page, [528, 324]);
+      await page.waitForFunction(() => /prompted|rror/.test(document.getElementById('status')!.textContent ?? ''));
+      expect(await page.$eval('#status', (e) => e.textContent)).toMatch(/Object 1 prompted on frame 0/);
+      await page.click('#track');
+      await page.waitForFunction(() => document.body.dataset.busy === '0' && /tracked|rror/.test(document.getElementById('status')!.textContent ?? ''));
+      expect(await page.$eval('#status', (e) => e.textContent)).toBe('tracked 8 frames');
+      mkdirSync(OUT, { recursive: true });
+      const shot = resolve(OUT, 'demo-sam2_tiny.png');
+      await page.screenshot({ path: shot, fullPage: true });
+      await checkBlueMask(shot, await viewBox(page), 7, 'sam2_tiny');
       expect(errors).toEqual([]);
     } finally {
       await page.close();

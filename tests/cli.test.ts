@@ -41,8 +41,8 @@ async function cli(...argv: string[]): Promise<{ code: number; stdout: string; s
 }
 
 /** Mask k of a reference `masks_bits` [n, H, ceil(W/8)] (numpy packbits, first pixel in the high bit). */
-function refMask(name: string, k: number): Uint8Array {
-  const bits = ref.getRaw(name) as Uint8Array;
+function refMask(name: string, k: number, from: SafetensorsFile = ref): Uint8Array {
+  const bits = from.getRaw(name) as Uint8Array;
   const stride = Math.ceil(W / 8);
   const m = new Uint8Array(H * W);
   for (let y = 0; y < H; y++) {
@@ -351,6 +351,58 @@ describe('etam track', () => {
     console.log(`second Ctrl-C: ${pngs.length} frames kept, masks.json ${existsSync(join(out, 'masks.json')) ? 'valid' : 'absent'}, ` +
       `overlay.mp4 ${existsSync(join(out, 'overlay.mp4')) ? 'valid' : 'absent'}; stderr:\n${p.out.stderr}`);
   }, 120_000);
+});
+
+describe('SAM 2 from the command line (the sam2_tiny golden: a small SAM 2.1)', () => {
+  const SAM2 = resolve(ROOT, '../shared/golden/sam2_tiny');
+  let ref2: SafetensorsFile;
+  beforeAll(async () => { ref2 = await readSafetensorsFile(join(SAM2, 'tensors.safetensors')); });
+  const refMask2 = (name: string, k: number): Uint8Array => refMask(name, k, ref2);
+
+  it("segment: the golden 'point' prompt's three masks (high-resolution decoder, antialiased input as the SAM 2 golden)", async () => {
+    const out = join(tmp, 'sam2-segment');
+    const [x, y] = ref2.getF32('prompt.point.point_coords');
+    const r = await cli('segment', join(BEDROOM, '00000.jpg'), '-w', SAM2, '--point', `${x},${y}`, '--multimask', '--no-overlay', '-o', out);
+    expect(r.code, r.stderr).toBe(0);
+    for (let m = 0; m < 3; m++) {
+      const { mask } = await readMaskPng(join(out, `mask_obj1_${m}.png`));
+      expect(agreement(mask, refMask2('prompt.point.masks_bits', m)), `mask ${m}`).toBeGreaterThanOrEqual(0.999);
+    }
+  });
+
+  it("track: the golden's two objects over its 8-frame video, as the reference's pass1", async () => {
+    const out = join(tmp, 'sam2-track');
+    // the video itself must be the golden's 8 frames, not 8 frames of a longer one: SAM 2.1 encodes
+    // each object pointer's distance divided by min(frames, 16) - 1
+    const video = join(tmp, 'sam2-frames');
+    mkdirSync(video);
+    for (let t = 0; t < 8; t++) copyFileSync(join(BEDROOM, `0000${t}.jpg`), join(video, `0000${t}.jpg`));
+    const r = await cli('track', video, '-w', SAM2, '--object', 'frame=0 point=528,324', '--object', 'frame=0 box=96,108,384,378',
+      '--quiet', '--no-overlay', '-o', out);
+    expect(r.code, r.stderr).toBe(0);
+    for (let t = 0; t < 8; t++) {
+      for (const k of [0, 1]) {
+        const { mask } = await readMaskPng(join(out, 'masks', `obj${k + 1}`, `0000${t}.png`));
+        expect(agreement(mask, refMask2(`video.pass1.frame${t}.masks_bits`, k)), `frame ${t} object ${k + 1}`).toBeGreaterThanOrEqual(0.999);
+      }
+    }
+  }, 300_000);
+
+  it('convert and info: the SAM 2 checkpoint converts to its weights; not an official size, so it says so; a wrong --variant is refused', async () => {
+    const dst = join(tmp, 'sam2.safetensors');
+    const r = await cli('convert', join(SAM2, 'checkpoint.pt'), dst);
+    expect(r.code, r.stderr).toBe(0);
+    const a = await readSafetensorsFile(dst), b = await readSafetensorsFile(join(SAM2, 'weights.safetensors'));
+    expect(a.names().sort()).toEqual(b.names().sort());
+    expect(r.stderr).toMatch(/not an official variant's tensors \(.*width 16 with 8 blocks, which is no official variant's/);
+    const i = await cli('info', SAM2);
+    expect(i.code, i.stderr).toBe(0);
+    expect(i.stdout).toMatch(/Hiera 16-d, stages \[1, 2, 3, 2\]/);
+    const v = await cli('info', dst, '--variant', 'sam2.1_hiera_tiny');
+    expect(v.code, v.stderr).toBe(0);
+    expect(v.stdout).toMatch(/model: +unknown: .*width 16 with 8 blocks, which is no official variant's/);
+    expect((await cli('info', dst, '--variant', 'sam3_hiera_tiny')).stderr).toMatch(/--variant sam3_hiera_tiny is not one of .*sam2.1_hiera_large/);
+  });
 });
 
 if (!haveFfmpeg()) console.warn('SKIPPED: the MP4 tests need ffmpeg, which is not installed here (apt install ffmpeg)');

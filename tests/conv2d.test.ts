@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { conv2d } from '../src/kernels/conv2d.js';
+import { f16ToF32Array, f32ToF16Array } from '../src/gpu/half.js';
+import { conv2d, CONV2D } from '../src/kernels/conv2d.js';
 import { convRef, gpu, maxAbs, maxAbsDiff, randn } from './helpers.js';
 
 interface Case { name: string; B: number; H: number; W: number; Cin: number; Cout: number; k: number; stride: number; pad: number; groups: number; bias: boolean }
@@ -34,4 +35,33 @@ describe('conv2d', () => {
     const ctx = await gpu();
     expect(() => conv2d(ctx, ctx.empty([1, 4, 4, 6]), ctx.empty([4, 4, 3, 3]), undefined, { groups: 2 })).toThrow(/groups/);
   });
+});
+
+/**
+ * Every candidate of the dense conv's family (the implicit GEMM) against the float64 reference:
+ * the unpadded patch embedding (3 channels: scalar loads), a padded 3x3 (channels a multiple of 4:
+ * vec4 loads) with an f16 weight and, at precision f16, the input rounded to f16 too, and an odd
+ * 1x1 over a batch of 2.
+ */
+describe.each(CONV2D.candidates)('conv2d candidate %s', (kernel) => {
+  const round16 = (a: Float32Array): Float32Array => f16ToF32Array(f32ToF16Array(a));
+  for (const c of [cases[0]!, { ...cases[2]!, Cin: 28, f16: true }, cases[1]!]) {
+    it(`${c.name}${'f16' in c ? ', Cin 28, f16 weight and input' : ''}`, async () => {
+      const ctx = await gpu();
+      const f16 = 'f16' in c;
+      const xs = [c.B, c.H, c.W, c.Cin], ws = [c.Cout, c.Cin, c.k, c.k];
+      const x = randn(xs.reduce((a, b) => a * b), 21), w = round16(randn(ws.reduce((a, b) => a * b), 22, 0.2));
+      const bias = c.bias ? randn(c.Cout, 23) : undefined;
+      const ref = convRef(f16 ? round16(x) : x, xs, w, ws, bias, c.stride, c.pad, 1);
+      ctx.kernels.f16.matmul = f16;
+      try {
+        const out = conv2d(ctx, ctx.upload(x, xs), f16 ? ctx.upload(f32ToF16Array(w), ws) : ctx.upload(w, ws), bias && ctx.upload(bias, [c.Cout]),
+          { stride: c.stride, padding: c.pad, kernel });
+        expect(out.shape).toEqual(ref.shape);
+        expect(maxAbsDiff(await out.read(), ref.out)).toBeLessThan(2e-5 * Math.max(1, maxAbs(ref.out)));
+      } finally {
+        ctx.kernels.f16.matmul = false;
+      }
+    });
+  }
 });

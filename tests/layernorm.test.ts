@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { layerNorm, layerNorm2d } from '../src/kernels/layernorm.js';
+import { layerNorm, layerNorm2d, LAYERNORM } from '../src/kernels/layernorm.js';
 import { gpu, maxAbsDiff, randn } from './helpers.js';
 
 /** float64 reference of torch.nn.LayerNorm over the last axis of [rows, C]. */
@@ -102,5 +102,24 @@ describe('layerNorm2d', () => {
       gotNchw[((ni * c + ci) * h + y) * wd + xi] = got[((ni * h + y) * wd + xi) * c + ci]!;
     }
     expect(maxAbsDiff(gotNchw, ref)).toBeLessThan(2e-5);
+  });
+});
+
+/** Every candidate of the layernorm family: odd widths below and above the workgroup, an offset row, rows past 65535 workgroups. */
+describe.each(LAYERNORM.candidates)('layerNorm candidate %s', (kernel) => {
+  it('rows 37 x C 48, 5 x 257, 3 x 768 (+1e4 on one row), 1 x 1', async () => {
+    const ctx = await gpu();
+    for (const [rows, c] of [[37, 48], [5, 257], [3, 768], [1, 1]] as const) {
+      const x = randn(rows * c, c, 2).map((v, i) => (i < c && c === 768 ? v + 1e4 : v)), w = randn(c, c + 1), b = randn(c, c + 2);
+      const out = await layerNorm(ctx, ctx.upload(x, [rows, c]), ctx.upload(w, [c]), ctx.upload(b, [c]), 1e-5, undefined, kernel).read();
+      expect(maxAbsDiff(out, layerNormRef(x, w, b, c, 1e-5)), `rows ${rows} C ${c}`).toBeLessThan(c === 768 ? 1e-4 : 2e-5);
+    }
+  });
+  it('70000 rows (a 2-D grid of workgroups)', async () => {
+    const ctx = await gpu();
+    const rows = 70000, c = 4;
+    const x = randn(rows * c, 8), w = randn(c, 9), b = randn(c, 10);
+    const out = await layerNorm(ctx, ctx.upload(x, [rows, c]), ctx.upload(w, [c]), ctx.upload(b, [c]), 1e-5, undefined, kernel).read();
+    expect(maxAbsDiff(out, layerNormRef(x, w, b, c, 1e-5))).toBeLessThan(2e-4);
   });
 });

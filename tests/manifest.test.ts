@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { GpuContext } from '../src/gpu/context.js';
 import { readSafetensorsFile, type SafetensorsFile } from '../src/io/safetensors.js';
-import { VARIANTS, preset, type Variant } from '../src/model/config.js';
+import { SAM2_VARIANTS, VARIANTS, preset, type Variant } from '../src/model/config.js';
 import { EfficientTAM } from '../src/model/efficienttam.js';
 import { buildManifest, diffManifest, manifest, manifestNumel, type Manifest } from '../src/weights/manifest.js';
 import { VariantError, checkWeightsForConfig, detectVariant, officialVariantOf } from '../src/weights/variant.js';
@@ -42,7 +42,7 @@ function fakeFile(m: Manifest, source: string, metadata: Record<string, string> 
 }
 
 describe('manifest generated from a config', () => {
-  for (const c of ['tiny', 'tiny_pool1', 'tiny_pool2', 'ti512']) {
+  for (const c of ['tiny', 'tiny_pool1', 'tiny_pool2', 'ti512', 'sam2_tiny']) {
     it(`${c}: exactly the names and shapes of weights.safetensors`, async () => {
       const f = await weights(c);
       const m = buildManifest(config(c) as never);
@@ -130,7 +130,7 @@ describe('detectVariant', () => {
   });
 
   it('a non-official file fails clearly', async () => {
-    expect(() => detectVariant(fakeFile([{ name: 'x', shape: [1] }], 'x.safetensors'))).toThrow(/not an EfficientTAM state dict/);
+    expect(() => detectVariant(fakeFile([{ name: 'x', shape: [1] }], 'x.safetensors'))).toThrow(/not an EfficientTAM or SAM 2 state dict/);
     expect(() => detectVariant(fakeFile([], 'empty'))).toThrow(VariantError);
     const tiny = await weights('tiny');
     expect(() => detectVariant(tiny)).toThrow(/ViT width is 48, which is no official variant's/);
@@ -201,4 +201,141 @@ describe('a synthetic checkpoint written from a manifest (the small case of benc
     const h = await loadWeights(pt, { f16: true });
     expect(h.info(tensors[5]!.name).dtype).toBe('F16');
   });
+});
+
+// ------------------------------------------------------------------------------------------------
+// SAM 2 / SAM 2.1
+
+/** The official sizes: Hiera width, blocks per stage, state-dict tensors and values (SAM 2; SAM 2.1 adds 3 tensors, 16,512 values). */
+const SAM2_SIZES = {
+  tiny: { E: 96, stages: [1, 2, 7, 2], tensors: 468, numel: 38_946_242, millions: 38.9 },
+  small: { E: 96, stages: [1, 2, 11, 2], tensors: 516, numel: 46_044_098, millions: 46.0 },
+  base_plus: { E: 112, stages: [2, 3, 16, 3], tensors: 612, numel: 80_833_922, millions: 80.8 },
+  large: { E: 144, stages: [2, 6, 36, 4], tensors: 900, numel: 224_430_386, millions: 224.4 },
+} as const;
+const sizeOf = (v: string) => SAM2_SIZES[v.replace(/^sam2(\.1)?_hiera_/, '') as keyof typeof SAM2_SIZES];
+
+describe('SAM 2 / SAM 2.1 presets and manifests', () => {
+  it('every preset: the official size (parameters as the release table, truncated to 0.1M), Hiera and FPN shapes', () => {
+    for (const v of SAM2_VARIANTS) {
+      const m = manifest(v);
+      const z = sizeOf(v);
+      const v21 = v.startsWith('sam2.1');
+      expect(new Set(m.map((e) => e.name)).size).toBe(m.length);
+      expect(m.length).toBe(z.tensors + (v21 ? 3 : 0));
+      // the state dict holds the parameters and one buffer (the prompt encoder's 2 x 128 matrix)
+      expect(manifestNumel(m)).toBe(z.numel + (v21 ? 16_512 : 0));
+      expect(Math.floor((manifestNumel(m) - 256) / 1e5) / 10).toBe(z.millions); // the release table truncates
+      const E = z.E, depth = z.stages.reduce((a, b) => a + b, 0);
+      expect(shapeOf(m, 'image_encoder.trunk.patch_embed.proj.weight')).toEqual([E, 3, 7, 7]);
+      expect(shapeOf(m, 'image_encoder.trunk.pos_embed')).toEqual([1, E, ...(v.endsWith('base_plus') ? [14, 14] : [7, 7])]);
+      expect(shapeOf(m, 'image_encoder.trunk.pos_embed_window')).toEqual([1, E, 8, 8]);
+      expect(shapeOf(m, `image_encoder.trunk.blocks.${depth - 1}.mlp.layers.0.weight`)).toEqual([32 * E, 8 * E]);
+      expect(shapeOf(m, `image_encoder.trunk.blocks.${depth}.norm1.weight`)).toBeUndefined();
+      // the first block of stage 2 pools and widens: qkv E -> 3*2E, proj E -> 2E
+      expect(shapeOf(m, `image_encoder.trunk.blocks.${z.stages[0]}.attn.qkv.weight`)).toEqual([6 * E, E]);
+      expect(shapeOf(m, `image_encoder.trunk.blocks.${z.stages[0]}.proj.weight`)).toEqual([2 * E, E]);
+      expect(shapeOf(m, `image_encoder.trunk.blocks.${z.stages[0] - 1}.proj.weight`)).toBeUndefined();
+      expect([0, 1, 2, 3].map((i) => shapeOf(m, `image_encoder.neck.convs.${i}.conv.weight`))).toEqual(
+        [8 * E, 4 * E, 2 * E, E].map((d) => [256, d, 1, 1]));
+      expect(shapeOf(m, 'sam_mask_decoder.conv_s0.weight')).toEqual([32, 256, 1, 1]);
+      expect(shapeOf(m, 'sam_mask_decoder.conv_s1.weight')).toEqual([64, 256, 1, 1]);
+      expect(shapeOf(m, 'no_obj_embed_spatial')).toEqual(v21 ? [1, 64] : undefined);
+      expect(shapeOf(m, 'obj_ptr_tpos_proj.weight')).toEqual(v21 ? [64, 256] : undefined);
+      expect(officialVariantOf(preset(v))).toBe(v);
+    }
+  });
+
+  it('SAM 2 and SAM 2.1 differ by no_obj_embed_spatial, obj_ptr_tpos_proj and four settings', () => {
+    for (const size of ['tiny', 'small', 'base_plus', 'large']) {
+      const a = manifest(`sam2_hiera_${size}` as Variant), b = manifest(`sam2.1_hiera_${size}` as Variant);
+      const names = new Set(a.map((e) => e.name));
+      expect(b.filter((e) => !names.has(e.name)).map((e) => e.name).sort()).toEqual(['no_obj_embed_spatial', 'obj_ptr_tpos_proj.bias', 'obj_ptr_tpos_proj.weight']);
+      const p2 = preset(`sam2_hiera_${size}` as Variant) as Record<string, unknown>, p21 = preset(`sam2.1_hiera_${size}` as Variant) as Record<string, unknown>;
+      const differ = [...new Set([...Object.keys(p2), ...Object.keys(p21)])].filter((k) => JSON.stringify(p2[k]) !== JSON.stringify(p21[k])).sort();
+      expect(differ).toEqual(['add_tpos_enc_to_obj_ptrs', 'no_obj_embed_spatial', 'proj_tpos_enc_in_obj_ptrs', 'use_signed_tpos_enc_to_obj_ptrs']);
+    }
+  });
+
+  it('the sam2_tiny golden config is SAM 2.1-tiny\'s with smaller sizes: the same settings', () => {
+    const g = config('sam2_tiny') as Record<string, unknown>;
+    const p = preset('sam2.1_hiera_tiny') as Record<string, unknown>;
+    const sizes = ['image_encoder', 'memory_attention', 'memory_encoder', 'image_size', 'fill_hole_area'];
+    for (const k of Object.keys(p)) if (!sizes.includes(k)) expect(g[k], k).toEqual(p[k]);
+  });
+});
+
+describe('detectVariant: SAM 2 / SAM 2.1', () => {
+  it('tells all eight apart from their tensors (width, blocks, the SAM 2.1 tensors)', () => {
+    for (const v of SAM2_VARIANTS) {
+      const d = detectVariant(fakeFile(manifest(v), 'weights.safetensors'));
+      expect(d.variant).toBe(v);
+      expect(d.family).toBe(v.startsWith('sam2.1') ? 'sam2.1' : 'sam2');
+      expect(d.config.image_size).toBe(1024);
+      expect(d.config.use_high_res_features_in_sam).toBe(true);
+    }
+  });
+
+  it('a name that disagrees is noted; the input size is an option (RoPE tables follow it)', () => {
+    const d = detectVariant(fakeFile(manifest('sam2.1_hiera_small'), '/x/sam2_hiera_small.pt'));
+    expect(d.variant).toBe('sam2.1_hiera_small');
+    expect(d.notes.join('\n')).toMatch(/the name says sam2_hiera_small, but the tensors are sam2.1_hiera_small's/);
+    const d512 = detectVariant(fakeFile(manifest('sam2.1_hiera_tiny'), 'w'), { imageSize: 512 });
+    expect([d512.variant, d512.config.image_size, d512.imageSizeFrom]).toEqual(['sam2.1_hiera_tiny', 512, 'option']);
+    expect(d512.config.memory_attention.layer.cross_attention.feat_sizes).toEqual([32, 32]);
+    expect(() => detectVariant(fakeFile(manifest('sam2.1_hiera_tiny'), 'w'), { imageSize: 500 })).toThrow(/multiple of 32/);
+  });
+
+  it('a forced variant of the other version, size or family fails, saying why', () => {
+    const f21 = fakeFile(manifest('sam2.1_hiera_tiny'), 'sam2.1_hiera_tiny.safetensors');
+    expect(() => detectVariant(f21, { variant: 'sam2_hiera_tiny' }))
+      .toThrow(/look like sam2.1_hiera_tiny, not sam2_hiera_tiny \(SAM 2.1 has no_obj_embed_spatial and obj_ptr_tpos_proj.weight; SAM 2 has neither; this file has both\)/);
+    expect(() => detectVariant(f21, { variant: 'sam2.1_hiera_large' })).toThrow(/look like sam2.1_hiera_tiny, not sam2.1_hiera_large \(SAM 2.1, Hiera 96-d, not SAM 2.1, Hiera 144-d\)/);
+    expect(() => detectVariant(f21, { variant: 'efficienttam_ti' })).toThrow(/look like sam2.1_hiera_tiny, not efficienttam_ti \(SAM 2.1, Hiera 96-d, not EfficientTAM, ViT 192-d\)/);
+    expect(() => detectVariant(fakeFile(manifest('efficienttam_ti'), 'e'), { variant: 'sam2.1_hiera_tiny' }))
+      .toThrow(/EfficientTAM's \(a ViT trunk, width 192\), not sam2.1_hiera_tiny \(SAM 2.1, Hiera 96-d\)/);
+  });
+
+  it('files that are no official SAM 2 fail clearly', async () => {
+    // one of the two SAM 2.1 tensors without the other: neither version
+    const half = manifest('sam2.1_hiera_base_plus').filter((e) => e.name !== 'no_obj_embed_spatial');
+    expect(() => detectVariant(fakeFile(half, 'h'))).toThrow(/has obj_ptr_tpos_proj.weight but not no_obj_embed_spatial, so it is neither SAM 2 .* nor SAM 2.1/);
+    // the golden's small Hiera
+    const golden = await weights('sam2_tiny');
+    expect(() => detectVariant(golden)).toThrow(/a SAM 2 \(Hiera\) state dict of width 16 with 8 blocks, which is no official variant's/);
+    const broken = manifest('sam2_hiera_large').filter((e) => !e.name.startsWith('image_encoder.neck.convs.3'));
+    expect(() => detectVariant(fakeFile(broken, 'b'))).toThrow(/do not match sam2_hiera_large:\n2 missing:\n  image_encoder.neck.convs.3.conv.weight/);
+  });
+
+  it('checkWeightsForConfig: SAM 2.1 weights into an EfficientTAM or SAM 2 config, and the reverse, name what they are', () => {
+    const f21 = fakeFile(manifest('sam2.1_hiera_tiny'), 'sam21.safetensors');
+    expect(() => checkWeightsForConfig(f21, preset('efficienttam_ti')))
+      .toThrow(/sam21.safetensors: these weights look like sam2.1_hiera_tiny \(SAM 2.1, Hiera 96-d\), not efficienttam_ti \(EfficientTAM, ViT 192-d\)/);
+    // SAM 2.1 into SAM 2: nothing missing, two tensors more, still refused
+    expect(() => checkWeightsForConfig(f21, preset('sam2_hiera_tiny')))
+      .toThrow(/look like sam2.1_hiera_tiny \(SAM 2.1, Hiera 96-d\), not sam2_hiera_tiny \(SAM 2, Hiera 96-d\)\n3 not in the model/);
+    expect(() => checkWeightsForConfig(fakeFile(manifest('sam2_hiera_tiny'), 's2'), preset('sam2.1_hiera_tiny')))
+      .toThrow(/look like sam2_hiera_tiny \(SAM 2, Hiera 96-d\), not sam2.1_hiera_tiny \(SAM 2.1, Hiera 96-d\)\n3 missing/);
+    expect(() => checkWeightsForConfig(fakeFile(manifest('efficienttam_s'), 'e'), preset('sam2.1_hiera_small')))
+      .toThrow(/look like efficienttam_s \(EfficientTAM, ViT 384-d\), not sam2.1_hiera_small \(SAM 2.1, Hiera 96-d\)/);
+    expect(() => checkWeightsForConfig(f21, preset('sam2.1_hiera_tiny'))).not.toThrow();
+  });
+
+  it('a SAM 2.1 checkpoint made here: torch.save format -> converted -> detected -> loaded; into an EfficientTAM preset it fails before any upload', async () => {
+    const ctx = await gpu();
+    const tensors = syntheticTensors(manifest('sam2.1_hiera_tiny'), 21);
+    const pt = writeTorchCheckpoint(tensors);
+    const f = await loadWeights(pt, { source: 'sam2.1_hiera_tiny.pt', f16: true });
+    expect(sorted(listing(f))).toEqual(sorted(manifest('sam2.1_hiera_tiny')));
+    const d = detectVariant(f);
+    expect([d.variant, d.family]).toEqual(['sam2.1_hiera_tiny', 'sam2.1']);
+    const before = ctx.stats.uploads;
+    expect(() => EfficientTAM.load(ctx, f, preset('efficienttam_ti'))).toThrow(/look like sam2.1_hiera_tiny \(SAM 2.1, Hiera 96-d\), not efficienttam_ti/);
+    expect(ctx.stats.uploads).toBe(before);
+    const m = EfficientTAM.load(ctx, f, detectVariant(f, { imageSize: 256 }).config);
+    expect(m.isSam2).toBe(true);
+    expect(m.imageSize).toBe(256);
+    expect(m.tracking.noObjEmbedSpatial).not.toBeNull();
+    expect(m.tracking.objPtrTposProj).not.toBeNull();
+  }, 120_000);
 });

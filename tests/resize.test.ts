@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { resizeBicubic } from '../src/kernels/resize.js';
+import { resizeBicubic, upsampleNearest2xAdd } from '../src/kernels/resize.js';
 import { gpu, maxAbs, maxAbsDiff, randn } from './helpers.js';
 
 /**
@@ -54,5 +54,27 @@ describe('resizeBicubic', () => {
     const x = randn(5 * 6 * 2, 22);
     const out = await resizeBicubic(ctx, ctx.upload(x, [1, 5, 6, 2]), 5, 6).read();
     expect(maxAbsDiff(out, x)).toBeLessThan(1e-6);
+  });
+});
+
+describe('upsampleNearest2xAdd (the FPN top-down step)', () => {
+  for (const avg of [false, true]) {
+    it(`lateral + nearest 2x of prev${avg ? ', averaged' : ''}`, async () => {
+      const ctx = await gpu();
+      const [B, H, W, C] = [2, 3, 5, 7];
+      const lat = randn(B * 2 * H * 2 * W * C, 41), prev = randn(B * H * W * C, 42);
+      const out = await upsampleNearest2xAdd(ctx, ctx.upload(lat, [B, 2 * H, 2 * W, C]), ctx.upload(prev, [B, H, W, C]), { avg }).read();
+      const ref = new Float32Array(lat.length);
+      for (let b = 0; b < B; b++) for (let y = 0; y < 2 * H; y++) for (let x = 0; x < 2 * W; x++) for (let c = 0; c < C; c++) {
+        const i = ((b * 2 * H + y) * 2 * W + x) * C + c;
+        const v = Math.fround(lat[i]! + prev[((b * H + (y >> 1)) * W + (x >> 1)) * C + c]!);
+        ref[i] = avg ? v * 0.5 : v;
+      }
+      expect(maxAbsDiff(out, ref)).toBe(0);
+    });
+  }
+  it('rejects maps that are not 2x apart', async () => {
+    const ctx = await gpu();
+    expect(() => upsampleNearest2xAdd(ctx, ctx.empty([1, 6, 8, 4]), ctx.empty([1, 3, 3, 4]))).toThrow(/upsampled 2x does not match/);
   });
 });

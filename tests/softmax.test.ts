@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { softmax } from '../src/kernels/softmax.js';
+import { softmax, SOFTMAX } from '../src/kernels/softmax.js';
 import { gpu, maxAbsDiff, randn } from './helpers.js';
 
 /** float64 reference: softmax over the last axis of [rows, n], with `bias` added to the first `cols` columns. */
@@ -78,5 +78,24 @@ describe('softmax with a bias on the first columns', () => {
     expect(() => softmax(ctx, t, undefined, { bias: { columns: 9, value: 1 } })).toThrow(/bias/);
     expect(() => softmax(ctx, t, undefined, { bias: { columns: -1, value: 1 } })).toThrow(/bias/);
     expect(() => softmax(ctx, t, undefined, { bias: { columns: 2, value: NaN } })).toThrow(/bias/);
+  });
+});
+
+/** Every candidate of the softmax family: rows of odd lengths short and long, a bias, rows past 65535 workgroups. */
+describe.each(SOFTMAX.candidates)('softmax candidate %s', (kernel) => {
+  it('odd rows and lengths (1, 37, 300 with a bias, 5000), large logits', async () => {
+    const ctx = await gpu();
+    for (const [rows, n, cols, bias, scale] of [[3, 1, 0, 0, 1], [9, 37, 0, 0, 3], [7, 300, 131, 80, 40], [2, 5000, 0, 0, 4]] as const) {
+      const x = randn(rows * n, n + 1, scale);
+      const out = await softmax(ctx, ctx.upload(x, [rows, n]), undefined, { kernel, bias: cols ? { columns: cols, value: bias } : undefined }).read();
+      expect(out.every(Number.isFinite)).toBe(true);
+      expect(maxAbsDiff(out, softmaxRef(x, n, cols, bias)), `rows ${rows} N ${n}`).toBeLessThan(scale > 10 ? 1e-5 : 2e-6);
+    }
+  });
+  it('70000 rows (a 2-D grid of workgroups)', async () => {
+    const ctx = await gpu();
+    const x = randn(70000 * 3, 5, 2);
+    const out = await softmax(ctx, ctx.upload(x, [70000, 3]), undefined, { kernel }).read();
+    expect(maxAbsDiff(out, softmaxRef(x, 3))).toBeLessThan(2e-6);
   });
 });

@@ -1,21 +1,33 @@
 #!/usr/bin/env bash
-# Downloads one official EfficientTAM checkpoint and converts it to safetensors (F16 by default).
+# Downloads one official EfficientTAM, SAM 2 or SAM 2.1 checkpoint and converts it to safetensors
+# (F16 by default).
 #
 #   weights/get.sh efficienttam_ti_512x512            -> weights/efficienttam_ti_512x512.safetensors (F16)
+#   weights/get.sh sam2.1_hiera_tiny                  -> weights/sam2.1_hiera_tiny.safetensors (F16)
 #   weights/get.sh efficienttam_s --f32               -> weights/efficienttam_s.safetensors (F32)
 #   OUT_DIR=/data weights/get.sh efficienttam_ti_1
 #
 # Needs curl and Node >= 20 (run from the repository root, after `npm install`).
 set -euo pipefail
 
-VARIANTS="efficienttam_ti efficienttam_ti_1 efficienttam_ti_2 efficienttam_ti_512x512 efficienttam_s efficienttam_s_1 efficienttam_s_2 efficienttam_s_512x512"
-BASE_URL="${BASE_URL:-https://huggingface.co/yunyangx/efficient-track-anything/resolve/main}"
+ETAM_VARIANTS="efficienttam_ti efficienttam_ti_1 efficienttam_ti_2 efficienttam_ti_512x512 efficienttam_s efficienttam_s_1 efficienttam_s_2 efficienttam_s_512x512"
+SAM2_VARIANTS="sam2_hiera_tiny sam2_hiera_small sam2_hiera_base_plus sam2_hiera_large"
+SAM21_VARIANTS="sam2.1_hiera_tiny sam2.1_hiera_small sam2.1_hiera_base_plus sam2.1_hiera_large"
+VARIANTS="$ETAM_VARIANTS $SAM2_VARIANTS $SAM21_VARIANTS"
 
 name="${1:-}"
 if [[ -z "$name" || " $VARIANTS " != *" $name "* ]]; then
   echo "usage: $0 <variant> [--f32]" >&2
   echo "variants: $VARIANTS" >&2
   exit 2
+fi
+# where each family is published (facebookresearch/sam2's README and checkpoints/download_ckpts.sh)
+if [[ " $SAM21_VARIANTS " == *" $name "* ]]; then
+  BASE_URL="${BASE_URL:-https://dl.fbaipublicfiles.com/segment_anything_2/092824}"
+elif [[ " $SAM2_VARIANTS " == *" $name "* ]]; then
+  BASE_URL="${BASE_URL:-https://dl.fbaipublicfiles.com/segment_anything_2/072824}"
+else
+  BASE_URL="${BASE_URL:-https://huggingface.co/yunyangx/efficient-track-anything/resolve/main}"
 fi
 precision="--f16"
 if [[ "${2:-}" == "--f32" ]]; then precision=""; fi

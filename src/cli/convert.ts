@@ -1,6 +1,7 @@
 /**
- * `etam convert in.pt out.safetensors [--f16]`: an official EfficientTAM checkpoint (a PyTorch
- * zip holding {"model": state_dict}) to safetensors, read without PyTorch (src/convert).
+ * `etam convert in.pt out.safetensors [--f16]`: an official EfficientTAM, SAM 2 or SAM 2.1
+ * checkpoint (a PyTorch zip holding {"model": state_dict}) to safetensors, read without PyTorch
+ * (src/convert); it then says which official variant the file is.
  * The output is converted in memory, then written under a temporary name and renamed (files.ts):
  * it is complete or absent, never partial. Its folder is created if needed.
  */
@@ -11,6 +12,8 @@ import { convertCheckpointAsync } from '../convert/convert.js';
 import { CliError, getFlag, usageError, type CommandSpec, type ParsedArgs } from './args.js';
 import { makeDir, signalExitCode, StopSignals, writeFileAtomic, type StopSignal } from './files.js';
 import { formatBytes } from './progress.js';
+import { parseSafetensors } from '../io/safetensors.js';
+import { detectVariant } from '../weights/variant.js';
 import type { Output } from './main.js';
 
 export const CONVERT: CommandSpec = {
@@ -63,6 +66,13 @@ export async function convert(p: ParsedArgs, out: Output): Promise<number> {
   }
   const t3 = performance.now();
   out.print(`${inPath} (${formatBytes(buf.byteLength)}) -> ${outPath} (${formatBytes(bytes.byteLength)}, ${count} tensors${f16 ? ', F16' : ''})`);
+  // which official model it is (the tensors tell; a file of no official variant is converted all the same)
+  try {
+    const d = detectVariant(parseSafetensors(bytes, outPath));
+    out.print(`model:  ${d.variant}${d.family === 'efficienttam' ? ' (or another EfficientTAM variant with the same tensors: `etam info` says which)' : ''}`);
+  } catch (e) {
+    out.note(`note: not an official variant's tensors (${(e as Error).message.split('\n')[0]}); load it with --config`);
+  }
   out.print(`time: read ${(t1 - t0).toFixed(0)} ms, convert ${(t2 - t1).toFixed(0)} ms, write ${(t3 - t2).toFixed(0)} ms`);
   out.print(`memory: rss now ${formatBytes(process.memoryUsage().rss)}, peak rss ${formatBytes(resourceUsage().maxRSS * 1024)}`);
   return 0;

@@ -11,6 +11,7 @@ import { CliError, getFlag, getNumber, getString, type CommandSpec, type ParsedA
 import { MODEL_OPTIONS, pickConfig, readWeights, weightStats, type ModelArgs } from './model.js';
 import { formatBytes } from './progress.js';
 import type { Output } from './main.js';
+import { hieraSettings, isHiera } from '../model/config.js';
 
 export const INFO: CommandSpec = {
   name: 'info',
@@ -67,7 +68,9 @@ export async function info(p: ParsedArgs, out: Output): Promise<number> {
     const cfg = model.config;
     out.print(`model:      ${model.configFrom}`);
     out.print(`variant:    ${model.variant ?? '(not an official variant)'}`);
-    out.print(`image size: ${cfg.image_size}x${cfg.image_size}; ViT ${cfg.image_encoder.trunk.embed_dim}-d, ${cfg.image_encoder.trunk.depth} blocks; ` +
+    const t = cfg.image_encoder.trunk;
+    const trunk = isHiera(t) ? `Hiera ${t.embed_dim}-d, stages [${hieraSettings(t).stages.join(', ')}]` : `ViT ${t.embed_dim}-d, ${t.depth} blocks`;
+    out.print(`image size: ${cfg.image_size}x${cfg.image_size}; ${trunk}; ` +
       `memory attention ${cfg.memory_attention.num_layers} layers (${String(cfg.memory_attention.layer.cross_attention._target_ ?? '').split('.').pop()})`);
     let fit: string;
     try {

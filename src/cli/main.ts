@@ -6,6 +6,7 @@
  *   etam track (FRAMES_DIR | VIDEO.mp4) --weights W --object 'frame=0 point=x,y' ... --out DIR
  *   etam convert IN.pt OUT.safetensors [--f16]
  *   etam info WEIGHTS
+ *   etam tune [--weights W | --variant V] [--json] [--force]
  *
  * Run through bin/etam.js (`npx etam ...`), or directly: `npx tsx src/cli/main.ts ...`.
  * Results and the summary go to stdout; progress, notes and errors to stderr. Exit codes: 0 done,
@@ -24,6 +25,7 @@ import { EVERYTHING, everything } from './everything.js';
 import { INFO, info } from './info.js';
 import { SEGMENT, segment } from './segment.js';
 import { TRACK, track } from './track.js';
+import { TUNE, tune } from './tune.js';
 
 /** Where a command writes: `print` results (stdout), `note` remarks (stderr). */
 export interface Output {
@@ -37,6 +39,7 @@ const COMMANDS: { spec: CommandSpec; run: (p: ParsedArgs, out: Output) => Promis
   { spec: TRACK, run: track },
   { spec: CONVERT, run: convert },
   { spec: INFO, run: info },
+  { spec: TUNE, run: tune },
 ];
 
 function version(): string {

@@ -4,7 +4,9 @@
  *   1. `--config FILE`: that config (the resolved `model` section, as the goldens' config.json);
  *   2. a `config.json` next to the weights that is an EfficientTAM config (a golden case folder,
  *      or your own export): that config;
- *   3. otherwise the official variant, recognised from the tensors (detectVariant): the ViT width
+ *   3. otherwise the official variant, recognised from the tensors (detectVariant): for SAM 2 /
+ *      SAM 2.1 (a Hiera trunk) the tensors tell the size and the version, and the input size is
+ *      1024 unless `--image-size` (a multiple of 32) says otherwise; for EfficientTAM the ViT width
  *      tells Ti from S; the input size (1024 / 512) and the pooled cross-attention (_1, _2) cannot
  *      be seen in the tensors, so they come from `--variant` / `--image-size`, the file's metadata
  *      or its name (efficienttam_s_512x512.safetensors), else 1024 and the plain attention (with a
@@ -18,12 +20,14 @@ import { dirname, join } from 'node:path';
 import { GpuContext } from '../gpu/context.js';
 import { EfficientTAM } from '../model/efficienttam.js';
 import { WeightValueError } from '../io/weights.js';
-import { VARIANTS, type EfficientTAMConfig, type Variant } from '../model/config.js';
+import { ALL_VARIANTS, isVariant, type EfficientTAMConfig, type Variant } from '../model/config.js';
 import type { SafetensorsFile } from '../io/safetensors.js';
 import { detectVariant, officialVariantOf } from '../weights/variant.js';
 import { loadWeights } from '../weights/load.js';
 import { CliError, usageError, type OptionSpec } from './args.js';
 import { Progress } from './progress.js';
+import { FileTableStore } from '../tune/store.js';
+import { contextKey } from '../tune/table.js';
 
 export interface ModelChoice {
   /** the weights file read */
@@ -91,11 +95,11 @@ export async function chooseModel(a: ModelArgs): Promise<ModelChoice> {
 }
 
 function checkModelArgs(a: ModelArgs): void {
-  if (a.variant !== undefined && !(VARIANTS as readonly string[]).includes(a.variant)) {
-    throw usageError(a.command, `--variant ${a.variant} is not one of ${VARIANTS.join(', ')}`);
+  if (a.variant !== undefined && !isVariant(a.variant)) {
+    throw usageError(a.command, `--variant ${a.variant} is not one of ${ALL_VARIANTS.join(', ')}`);
   }
-  if (a.imageSize !== undefined && a.imageSize !== 512 && a.imageSize !== 1024) {
-    throw usageError(a.command, `--image-size is 1024 or 512 (the official variants' input sizes), not ${a.imageSize}`);
+  if (a.imageSize !== undefined && !(a.imageSize > 0 && a.imageSize % 32 === 0)) {
+    throw usageError(a.command, `--image-size is 1024 or 512 for EfficientTAM, a multiple of 32 for SAM 2 (default 1024), not ${a.imageSize}`);
   }
 }
 
@@ -110,7 +114,7 @@ export async function readWeights(a: ModelArgs): Promise<{ path: string; weights
     weights = await loadWeights(path, { onProgress: (n) => bar.update(Math.floor(n / 2 ** 20)) });
   } catch (e) {
     throw new CliError(`cannot read the weights ${path}: ${(e as Error).message}\n` +
-      '(expected a .safetensors file, e.g. from `etam convert`, or an official EfficientTAM .pt checkpoint)');
+      '(expected a .safetensors file, e.g. from `etam convert`, or an official EfficientTAM / SAM 2 / SAM 2.1 .pt checkpoint)');
   }
   bar.finish();
   return { path, weights };
@@ -127,7 +131,7 @@ export async function pickConfig(weights: SafetensorsFile, path: string, a: Mode
     const file = a.config ?? beside;
     const c = await readConfig(file);
     if (!looksLikeModelConfig(c)) {
-      if (a.config !== undefined) throw new CliError(`${file} is not an EfficientTAM model config (no image_encoder / image_size / memory_attention)`);
+      if (a.config !== undefined) throw new CliError(`${file} is not a model config (no image_encoder / image_size / memory_attention)`);
     } else {
       config = c as EfficientTAMConfig;
       configFrom = `config ${file}`;
@@ -171,8 +175,8 @@ export function weightStats(w: SafetensorsFile): { tensors: number; parameters: 
 /** The options of the commands that run the model. */
 export const MODEL_OPTIONS: OptionSpec[] = [
   { name: 'weights', short: 'w', type: 'string', value: 'FILE', help: 'model weights: .safetensors (or an official .pt), or a folder with\nweights.safetensors and config.json' },
-  { name: 'variant', type: 'string', value: 'NAME', help: 'official variant, when the weights cannot tell: efficienttam_ti, _ti_1, _ti_2,\n_ti_512x512, efficienttam_s, _s_1, _s_2, _s_512x512' },
-  { name: 'image-size', type: 'int', value: 'N', help: 'input size 1024 or 512 (the weights cannot tell; default 1024)' },
+  { name: 'variant', type: 'string', value: 'NAME', help: 'official variant, when the weights cannot tell: efficienttam_ti, _ti_1, _ti_2,\n_ti_512x512, efficienttam_s, _s_1, _s_2, _s_512x512; sam2_hiera_{tiny,small,\nbase_plus,large}, sam2.1_hiera_* (SAM 2 files are recognised; checked against them)' },
+  { name: 'image-size', type: 'int', value: 'N', help: 'input size: 1024 or 512 for EfficientTAM, a multiple of 32 for SAM 2\n(the weights cannot tell; default 1024)' },
   { name: 'config', type: 'string', value: 'FILE', help: 'model config JSON (default: config.json next to the weights, if any)' },
 ];
 
@@ -184,11 +188,25 @@ export async function buildModel(choice: ModelChoice): Promise<{ ctx: GpuContext
   } catch (e) {
     throw new CliError(`no WebGPU device: ${(e as Error).message}`);
   }
+  let model: EfficientTAM;
   try {
-    return { ctx, model: await EfficientTAM.create(ctx, choice.weights, choice.config) };
+    // EfficientTAM.create without its kernel preparation (below): load, then the values' check
+    model = EfficientTAM.load(ctx, choice.weights, choice.config);
+    try {
+      await model.checkWeights();
+    } catch (e) {
+      model.release();
+      throw e;
+    }
   } catch (e) {
     ctx.destroy();
     if (e instanceof WeightValueError) throw new CliError(`the weights ${choice.path} are damaged: ${e.message}`);
     throw new CliError(`the weights ${choice.path} do not fit the model (${choice.configFrom}):\n${(e as Error).message}`);
   }
+  // the kernel table `etam tune` stored for this adapter, if any (nothing is timed here), and the
+  // model's pipelines compiled ahead
+  const store = new FileTableStore(await FileTableStore.defaultFolder());
+  const stored = await store.load(contextKey(ctx));
+  await model.prepare({ tuning: stored ?? 'off', store: null });
+  return { ctx, model };
 }

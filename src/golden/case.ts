@@ -7,6 +7,7 @@
  * every output that has a reference, and lists the references that no stage outputs yet.
  * It works on any folder of that form: stages only claim the references the folder holds.
  */
+import type { LoadOptions } from '../model/efficienttam.js';
 import type { GpuContext } from '../gpu/context.js';
 import { readSafetensorsFile, type SafetensorsFile } from '../io/safetensors.js';
 import {
@@ -21,6 +22,8 @@ export interface CaseData {
   tensors: SafetensorsFile;
   /** The float bound's rule, from the weights' dtype (F16 weights: the f16 rule). */
   rule: ToleranceRule;
+  /** How the stages load the case's model (e.g. precision 'f16'); default the defaults. */
+  load?: LoadOptions;
 }
 
 export interface GoldenStage {

@@ -7,6 +7,7 @@
  * outputs are transposed on the CPU before comparison.
  */
 import type { GpuContext } from '../gpu/context.js';
+import type { Tensor } from '../gpu/tensor.js';
 import { preprocessImage } from '../kernels/preprocess.js';
 import { EfficientTAM } from '../model/efficienttam.js';
 import type { CaseData, GoldenStage } from './case.js';
@@ -46,13 +47,16 @@ const models = new WeakMap<CaseData, EfficientTAM>();
 export function caseModel(ctx: GpuContext, c: CaseData): EfficientTAM {
   let m = models.get(c);
   if (!m) {
-    m = EfficientTAM.load(ctx, c.weights, c.config);
+    m = EfficientTAM.load(ctx, c.weights, c.config, c.load);
     models.set(c, m);
   }
   return m;
 }
 
 const has = (refs: string[], names: string[]): string[] => names.filter((n) => refs.includes(n));
+
+/** A SAM 2 case (made with the official sam2 package: its config names sam2 classes). */
+export const isSam2Case = (c: CaseData): boolean => String(c.config?._target_ ?? '').startsWith('sam2.');
 
 /** `image.input`: the image predictor's preprocessing, from the JPEG decoded in Node. */
 export const preprocessStage: GoldenStage = {
@@ -69,27 +73,37 @@ export const preprocessStage: GoldenStage = {
   },
 };
 
-/** `image.trunk`, `image.vision_features`, `image.vision_pos_enc`, from the reference's `image.input`. */
+/**
+ * The image encoder on the reference's `image.input`: `image.trunk` (EfficientTAM's ViT) or
+ * `image.trunk.0..3` (SAM 2's Hiera stages), `image.vision_features`, `image.vision_pos_enc`, and
+ * for SAM 2 `image.backbone_fpn.0..1` (the FPN's stride-4 and -8 levels) and
+ * `image.high_res_feats.0..1` (those through the decoder's conv_s0 / conv_s1).
+ */
 export const imageEncoderStage: GoldenStage = {
   name: 'image_encoder',
-  produces: (refs) => has(refs, ['image.trunk', 'image.vision_features', 'image.vision_pos_enc']),
+  produces: (refs) => refs.filter((n) => /^image\.(trunk(\.\d+)?|vision_features|vision_pos_enc|backbone_fpn\.\d+|high_res_feats\.\d+)$/.test(n)),
   consumes: (refs) => has(refs, ['image.input']),
   async run(ctx, c) {
     const model = caseModel(ctx, c);
     const S = model.imageSize;
     const input = ctx.upload(chwToHwc(c.tensors.getF32('image.input'), 3, S, S), [1, S, S, 3]);
-    const out = model.imageEncoder.forward(input);
-    const g = out.trunk.shape[1]!;
-    const E = out.trunk.shape[3]!;
-    const C = out.visionFeatures.shape[3]!;
-    const result = new Map([
-      ['image.trunk', hwcToChw(await out.trunk.read(), g, g, E)],
-      ['image.vision_features', hwcToChw(await out.visionFeatures.read(), g, g, C)],
-      ['image.vision_pos_enc', hwcToChw(await out.visionPosEnc.read(), g, g, C)],
-    ]);
+    const out = model.imageEncoder.forward(input, { keepTrunk: true });
     input.release();
-    out.trunk.release();
-    out.visionFeatures.release();
+    const maps: [string, Tensor][] = [
+      ['image.vision_features', out.visionFeatures],
+      ['image.vision_pos_enc', out.visionPosEnc],
+    ];
+    if (out.trunk.length === 1) maps.push(['image.trunk', out.trunk[0]!]);
+    else out.trunk.forEach((t, i) => maps.push([`image.trunk.${i}`, t]));
+    out.backboneFpn.forEach((t, i) => maps.push([`image.backbone_fpn.${i}`, t]));
+    const highRes = model.maskDecoder.usesHighRes ? model.maskDecoder.projectHighRes(out.backboneFpn) : [];
+    highRes.forEach((t, i) => maps.push([`image.high_res_feats.${i}`, t]));
+    const result = new Map<string, Float32Array>();
+    for (const [name, t] of maps) {
+      const [, h, w, ch] = t.shape as [number, number, number, number];
+      result.set(name, hwcToChw(await t.read(), h, w, ch));
+    }
+    for (const [, t] of maps) if (t !== out.visionPosEnc) t.release();
     return result;
   },
 };

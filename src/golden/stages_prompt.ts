@@ -9,7 +9,8 @@
  */
 import { ImagePredictor } from '../model/image_predictor.js';
 import type { CaseData, GoldenStage } from './case.js';
-import { caseModel, chwToHwc, hwcToChw } from './stages.js';
+import type { Tensor } from '../gpu/tensor.js';
+import { caseModel, chwToHwc, hwcToChw, isSam2Case } from './stages.js';
 
 const PROMPTS: { name: string; multimask: boolean }[] = [
   { name: 'point', multimask: true },
@@ -46,9 +47,10 @@ export const predictorEmbedStage: GoldenStage = {
   produces: (refs) => has(refs, ['image.predictor_embed']),
   async run(ctx, c) {
     const model = caseModel(ctx, c);
-    // The goldens' torchvision predates 0.17: its tensor Resize, which the official predictor
-    // uses, did not antialias (while `image.input` was made with antialias=True explicitly).
-    const pred = new ImagePredictor(model, { antialias: false });
+    // The EfficientTAM goldens' torchvision predates 0.17: its tensor Resize, which the official
+    // predictor uses, did not antialias (while `image.input` was made with antialias=True
+    // explicitly). The SAM 2 goldens gave the predictor the antialiased resize (golden/SAM2.md).
+    const pred = new ImagePredictor(model, { antialias: isSam2Case(c) });
     pred.setImage(await caseImage(c));
     const e = pred.imageEmbedding; // [1, g, g, C]
     const [, g, , C] = e.shape as [number, number, number, number];
@@ -65,7 +67,8 @@ const rows = (x: Float32Array, width: number): number[][] =>
 export const promptStage: GoldenStage = {
   name: 'prompts',
   produces: (refs) => refs.filter((n) => /^prompt\.[a-z_]+\.(masks_bits|ious|low_res_logits)$/.test(n)),
-  consumes: (refs) => refs.filter((n) => /^prompt\.[a-z_]+\.(point_coords|point_labels|box)$/.test(n)).concat(has(refs, ['image.predictor_embed'])),
+  consumes: (refs) => refs.filter((n) => /^prompt\.[a-z_]+\.(point_coords|point_labels|box)$/.test(n))
+    .concat(has(refs, ['image.predictor_embed', 'image.high_res_feats.0', 'image.high_res_feats.1'])),
   async *run(ctx, c) {
     // The decoder is checked on the reference's own embedding (see predictorEmbedStage).
     const model = caseModel(ctx, c);
@@ -73,7 +76,14 @@ export const promptStage: GoldenStage = {
     const [H, W] = imageHW(c);
     const ref = c.tensors.getF32('image.predictor_embed');
     const C = model.promptEncoder.embedDim, g = model.promptEncoder.embedSize;
-    pred.setEmbedding(ctx.upload(chwToHwc(ref, C, g, g), [1, g, g, C]), W, H);
+    // SAM 2: the reference's high-resolution maps too (`image.high_res_feats.0/1`, channels-first)
+    const highRes = model.maskDecoder.usesHighRes
+      ? ([0, 1] as const).map((i) => {
+        const [, ch, h, w] = c.tensors.info(`image.high_res_feats.${i}`).shape as [number, number, number, number];
+        return ctx.upload(chwToHwc(c.tensors.getF32(`image.high_res_feats.${i}`), ch, h, w), [1, h, w, ch]);
+      }) as unknown as readonly [Tensor, Tensor]
+      : null;
+    pred.setEmbedding(ctx.upload(chwToHwc(ref, C, g, g), [1, g, g, C]), W, H, highRes);
     const refs = c.tensors.names();
     for (const { name, multimask } of PROMPTS) {
       const key = (k: string) => `prompt.${name}.${k}`;

@@ -1,6 +1,8 @@
 import { requestDevice, type DeviceOptions } from './device.js';
 import { Tensor, bytesPerElement, numel, type DType } from './tensor.js';
 import { f16ToF32Array } from './half.js';
+import { adapterIdentity, type AdapterIdentity } from './adapter.js';
+import { KernelChoices } from './kernel_choices.js';
 
 /** Thrown for any use of a context whose device has been lost; the message gives Dawn's reason. */
 export class DeviceLostError extends Error {
@@ -48,6 +50,8 @@ function GPUBufferUsageFlags(): number {
   return STORAGE | COPY_SRC | COPY_DST;
 }
 const MAP_READ = 0x0001;
+/** What `pipeline` returns while tracing: never dispatched (`run` records nothing then). */
+const TRACED_PIPELINE = Object.freeze({ label: 'traced' }) as unknown as GPUComputePipeline;
 const COPY_DST = 0x0008;
 const MiB = 1 << 20;
 
@@ -105,6 +109,10 @@ export class GpuContext {
   };
   readonly hasF16: boolean;
   readonly hasSubgroups: boolean;
+  /** The adapter behind the device (what kernel choices are keyed by). */
+  readonly adapter: AdapterIdentity;
+  /** Which candidate kernel serves each tuned operation, and f16 settings (see kernel_choices.ts). */
+  readonly kernels = new KernelChoices();
   /** The device's largest storage binding, in bytes (a multiple of 16). */
   readonly maxBindingBytes: number;
   /**
@@ -145,6 +153,7 @@ export class GpuContext {
   constructor(readonly device: GPUDevice) {
     this.hasF16 = device.features.has('shader-f16');
     this.hasSubgroups = device.features.has('subgroups');
+    this.adapter = adapterIdentity(device);
     this.maxBindingBytes = Math.floor(device.limits.maxStorageBufferBindingSize / 16) * 16;
     this.tileBytes = Math.min(this.maxBindingBytes, 64 * MiB);
     device.lost.then((info) => {
@@ -188,6 +197,11 @@ export class GpuContext {
   pipeline(label: string, wgsl: string): GPUComputePipeline {
     let p = this.pipelines.get(wgsl);
     if (!p) {
+      if (this.traced) {
+        // tracing: note what would be compiled, compile nothing
+        if (!this.traced.has(wgsl)) this.traced.set(wgsl, label);
+        return TRACED_PIPELINE;
+      }
       this.check();
       this.device.pushErrorScope('validation');
       const module = this.device.createShaderModule({ label, code: wgsl });
@@ -206,6 +220,60 @@ export class GpuContext {
       this.stats.pipelinesCompiled++;
     }
     return p;
+  }
+
+  /** Whether this WGSL's pipeline is compiled (by `pipeline` or `compile`). */
+  hasPipeline(wgsl: string): boolean {
+    return this.pipelines.has(wgsl);
+  }
+
+  /**
+   * Compiles pipelines with createComputePipelineAsync, all at once, so that the `pipeline` calls
+   * of later dispatches find them ready: in a page, compiling at load this way does not block the
+   * main thread, and the first frame compiles nothing. Already compiled ones are skipped.
+   * `onProgress(done, total)` after each.
+   */
+  async compile(list: readonly { label: string; wgsl: string }[], onProgress?: (done: number, total: number) => void): Promise<void> {
+    this.check();
+    const todo = list.filter((x, i) => !this.pipelines.has(x.wgsl) && list.findIndex((y) => y.wgsl === x.wgsl) === i);
+    let done = 0;
+    await Promise.all(todo.map(async ({ label, wgsl }) => {
+      const module = this.device.createShaderModule({ label, code: wgsl });
+      const p = await this.device.createComputePipelineAsync({ label, layout: 'auto', compute: { module, entryPoint: 'main' } });
+      if (!this.pipelines.has(wgsl)) {
+        this.pipelines.set(wgsl, p);
+        this.stats.pipelinesCompiled++;
+      }
+      onProgress?.(++done, todo.length);
+    }));
+    this.check();
+  }
+
+  /** While tracing: WGSL -> label of every pipeline asked for; null otherwise. */
+  private traced: Map<string, string> | null = null;
+
+  /**
+   * Runs `fn` as a dry run: kernels choose their candidates (the kernel table's recorder sees every
+   * tuned call) and generate their WGSL, but nothing is compiled, recorded or submitted. Returns
+   * the pipelines `fn` would have compiled (those not compiled yet), for `compile`. Buffers are
+   * taken from the pool as usual; `fn` must not read anything back.
+   */
+  trace(fn: () => void): { label: string; wgsl: string }[] {
+    this.check();
+    this.flush();
+    if (this.traced) throw new Error('GpuContext.trace: already tracing');
+    const traced = new Map<string, string>();
+    this.traced = traced;
+    try {
+      fn();
+    } finally {
+      this.traced = null;
+    }
+    return [...traced].map(([wgsl, label]) => ({ label, wgsl }));
+  }
+
+  get isTracing(): boolean {
+    return this.traced !== null;
   }
 
   // ---------------------------------------------------------------- buffers and tensors
@@ -417,6 +485,7 @@ export class GpuContext {
   /** Records one dispatch into the open command encoder (nothing runs until `flush`). */
   run(d: Dispatch): void {
     this.check();
+    if (this.traced) return;
     const bindGroup = this.bindGroup(d.pipeline, d.bindings);
     if (!this.encoder) this.encoder = this.device.createCommandEncoder();
     if (!this.pass) this.pass = this.beginPass(this.encoder);
@@ -471,6 +540,7 @@ export class GpuContext {
   /** Records a buffer-to-buffer copy. */
   copy(src: Tensor | GPUBuffer, dst: Tensor | GPUBuffer, bytes: number, srcOffset = 0, dstOffset = 0): void {
     this.check();
+    if (this.traced) return;
     if (!this.encoder) this.encoder = this.device.createCommandEncoder();
     if (this.pass) { this.pass.end(); this.pass = null; }
     const s = src instanceof Tensor ? src.buffer : src;
@@ -590,6 +660,7 @@ export class GpuContext {
 
   /** Reads back `bytes` bytes in several parts with one submit (see Readback). */
   readback(bytes: number): Readback {
+    if (this.traced) throw new Error('GpuContext: nothing can be read back while tracing (a dry run)');
     return new Readback(this, bytes);
   }
 

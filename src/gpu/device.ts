@@ -150,6 +150,8 @@ export async function requestDevice(opts: DeviceOptions = {}): Promise<GPUDevice
   const requiredFeatures: GPUFeatureName[] = [];
   if ((opts.f16 ?? true) && adapter.features.has('shader-f16')) requiredFeatures.push('shader-f16');
   if (adapter.features.has('timestamp-query')) requiredFeatures.push('timestamp-query'); // for GpuContext profiles
+  // subgroup reductions in the softmax and layer-norm candidates (kernels/softmax.ts, layernorm.ts)
+  if (adapter.features.has('subgroups' as GPUFeatureName)) requiredFeatures.push('subgroups' as GPUFeatureName);
   const requiredLimits: Record<string, number> = {};
   const l = adapter.limits as unknown as Record<string, unknown>;
   for (const key in l) {

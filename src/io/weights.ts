@@ -26,6 +26,7 @@
  * are caught too). Weights taken on the CPU (`cpu`) are checked there.
  */
 import type { GpuContext } from '../gpu/context.js';
+import { f32ToF16Array } from '../gpu/half.js';
 import { Tensor } from '../gpu/tensor.js';
 import { flagNotFinite } from '../kernels/finite.js';
 import type { SafetensorsFile } from './safetensors.js';
@@ -108,6 +109,12 @@ export interface WeightLoaderOptions {
    * device without shader-f16 is an error.
    */
   keepF16?: boolean;
+  /**
+   * precision 'f16': which tensors taken with `allowF16` are uploaded as f16 (F32 files rounded on
+   * the CPU); the others are uploaded as f32 (an F16 file's widened), so their layers compute in
+   * f32. Given the tensor's full name. Needs shader-f16. Default: none (the `keepF16` rule).
+   */
+  f16?: (name: string) => boolean;
   /** Check each uploaded weight for NaN and infinities on the GPU (default true; see `checkValues`). */
   checkValues?: boolean;
 }
@@ -162,8 +169,8 @@ export class WeightLoader {
         checked: [], params: [],
       };
       this.prefix = opts.prefix ?? '';
-      if (opts.keepF16 && b && !b.hasF16) {
-        throw new Error('WeightLoader: keepF16 needs a device with the shader-f16 feature, and this one has none');
+      if ((opts.keepF16 || opts.f16) && b && !b.hasF16) {
+        throw new Error(`WeightLoader: ${opts.f16 ? 'precision f16' : 'keepF16'} needs a device with the shader-f16 feature, and this one has none`);
       }
     }
   }
@@ -264,13 +271,17 @@ export class WeightLoader {
       this.s.placeholder ??= ctx.allocBuffer(16);
       return new Tensor(ctx, this.s.placeholder, shape.map((d) => Math.max(d, 1)), 'f32', false);
     }
-    const f16 = !!opts.allowF16 && found.length >= 2 && this.keepsF16 && this.s.file.info(full).dtype === 'F16';
+    const policy = this.s.opts.f16;
+    const stored = this.s.file.info(full).dtype;
+    const f16 = !!opts.allowF16 && found.length >= 2 && (policy ? policy(full) : this.keepsF16 && stored === 'F16');
     const key = f16 ? `${full}\u0000f16` : full;
     let t = this.s.gpu.get(key);
     if (!t) {
-      t = f16
-        ? ctx.upload(this.s.file.getRaw(full) as Uint16Array, found, 'f16')
-        : ctx.upload(this.s.file.getF32(full), found);
+      t = !f16
+        ? ctx.upload(this.s.file.getF32(full), found)
+        : stored === 'F16'
+          ? ctx.upload(this.s.file.getRaw(full) as Uint16Array, found, 'f16')
+          : ctx.upload(f32ToF16Array(this.s.file.getF32(full)), found, 'f16');
       this.s.gpu.set(key, t);
       this.s.uploadedBytes += t.byteLength;
       if (this.s.opts.checkValues ?? true) {

@@ -1,13 +1,25 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { attentionComposed, composedFits, type ComposedParams, type LogitBias } from './attention_composed.js';
+import { attentionFlashTile, flashTileConfig, type FlashOperands } from './attention_flash.js';
+import { bucket4, choose, randomValues, softwareDefaults, type KernelFamily } from './choice.js';
+import { ROUND16_WGSL } from './matmul.js';
 import { f32lit, grid1d } from './util.js';
 
 export type { LogitBias };
 
 /**
- * Scaled dot-product attention, softmax(q kᵀ · scale) v, fused in the flash-attention way: the
- * Nq × Nk score matrix is never stored. A workgroup takes a tile of BQ queries of one (batch, head),
+ * Scaled dot-product attention, softmax(q kᵀ · scale) v, by one of the candidates of the attention
+ * family (ATTENTION below; the context's kernel table picks per adapter and shape class, see
+ * choice.ts):
+ *   'composed'    gather heads, matmul, softmax, matmul (attention_composed.ts): the fastest on
+ *                 lavapipe while one head's scores fit its budget;
+ *   'flash-row'   this file's kernel, below, shaped for lavapipe;
+ *   'flash-tile'  the GPU-shaped flash attention of attention_flash.ts.
+ * With f16 operands (precision 'f16') q, k and v are rounded to f16; scores, softmax and sums are f32.
+ *
+ * 'flash-row' is fused in the flash-attention way: the Nq × Nk score matrix is never stored.
+ * A workgroup takes a tile of BQ queries of one (batch, head),
  * one query per invocation, with the query row and the output accumulator held by the invocation
  * (named variables in unrolled code, or private arrays with loops; see AttentionConfig.unroll).
  * Keys and values stream through workgroup memory BK at a time (zero-padded past Nk). An invocation
@@ -27,12 +39,6 @@ export type { LogitBias };
  * (see pooled_attention.ts). Both paths support it.
  */
 
-/** Where one of q, k, v lives in its buffer: element (b, n, h, i) is at ((b*N + n)*tokenStride + offset + h*d + i). */
-interface Operand {
-  tokenStride: number;
-  offset: number;
-}
-
 export interface AttentionConfig {
   /** queries per workgroup (= workgroup size) */
   bq: number;
@@ -42,12 +48,9 @@ export interface AttentionConfig {
   unroll?: boolean;
 }
 
-interface AttentionParams extends ComposedParams {
-  q: Operand;
-  k: Operand;
-  v: Operand;
-  /** token stride of the output [B, Nq, H*dv] */
-  outStride: number;
+interface AttentionParams extends FlashOperands {
+  /** q, k and v rounded to f16 (precision 'f16') */
+  half: boolean;
 }
 
 /** Keys processed together in the inner loop (one max update per group); bk must be a multiple. */
@@ -93,11 +96,14 @@ const attentionWGSL = (p: AttentionParams, cfg: AttentionConfig): string => {
   const score = (g: number): string =>
     range(DW).map((i) => dot(`q${i}`, `ks[kq + ${u(g * DW + i)}]`)).join(' + ');
   // the logit bias, in base 2 like the scores, on keys k0 + j + gi < NB (no text without a bias)
+  // precision 'f16': operands rounded to f16 as they are read (round16 of matmul.ts)
+  const rd = (x: string): string => (p.half ? (w === 4 ? `round16v(${x})` : `round16(${x})`) : x);
   const bias = p.logitBias;
   const biasLines = bias
     ? lines(G, (gi) => `if (k0 + j + ${u(gi)} < NB) { s${gi} += ${f32lit(bias.value * Math.LOG2E)}; }`, '      ') + '\n'
     : '';
-  return /* wgsl */ `
+  return /* wgsl */ `${p.half ? `${ROUND16_WGSL}
+fn round16v(x: vec4f) -> vec4f { return vec4f(round16(x.x), round16(x.y), round16(x.z), round16(x.w)); }` : ''}
 // ---- kernel: attention (B ${p.batch}, H ${p.heads}, Nq ${p.nq}, Nk ${p.nk}, d ${p.d}, dv ${p.dv}, BQ ${BQ}, BK ${BK}${bias ? `, logit bias ${f32lit(bias.value)} on the first ${bias.keys} keys` : ''}) ----
 @group(0) @binding(0) var<storage, read> qb: array<${VT}>;
 @group(0) @binding(1) var<storage, read> kb: array<${VT}>;
@@ -137,12 +143,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
 
   // this invocation's query row, pre-scaled by scale * log2(e)
   let qBase = (b * NQ + nc) * Q_TOK + Q_OFF + h * DW;
-${U ? lines(DW, (i) => `let q${i} = qb[qBase + ${u(i)}] * ${SCALE};`, '  ') : `  var q: array<${VT}, ${DW}>;
+${U ? lines(DW, (i) => `let q${i} = ${rd(`qb[qBase + ${u(i)}]`)} * ${SCALE};`, '  ') : `  var q: array<${VT}, ${DW}>;
   var acc: array<${VT}, ${DVW}>;
   // loop bounds hidden from the compiler (nwg.z is 1) so that it keeps these loops as loops
   let dw = DW + nwg.z - 1u;
   let dvw = DVW + nwg.z - 1u;
-  for (var i = 0u; i < dw; i++) { q[i] = qb[qBase + i] * ${SCALE}; }
+  for (var i = 0u; i < dw; i++) { q[i] = ${rd('qb[qBase + i]')} * ${SCALE}; }
   for (var i = 0u; i < dvw; i++) { acc[i] = ${VT}(0.0); }`}
 ${U ? lines(DVW, (i) => `var acc${i} = ${VT}(0.0);`, '  ') : ''}
   var m = LOWEST;   // running max of the base-2 scores
@@ -156,13 +162,13 @@ ${U ? lines(DVW, (i) => `var acc${i} = ${VT}(0.0);`, '  ') : ''}
     for (var i = lid; i < BK * DW; i += BQ) {
       let j = k0 + i / DW;
       var kv = ${VT}(0.0);
-      if (j < NK) { kv = kb[kBase + j * K_TOK + i % DW]; }
+      if (j < NK) { kv = ${rd('kb[kBase + j * K_TOK + i % DW]')}; }
       ks[i] = kv;
     }
     for (var i = lid; i < BK * DVW; i += BQ) {
       let j = k0 + i / DVW;
       var vv = ${VT}(0.0);
-      if (j < NK) { vv = vb[vBase + j * V_TOK + i % DVW]; }
+      if (j < NK) { vv = ${rd('vb[vBase + j * V_TOK + i % DVW]')}; }
       vs[i] = vv;
     }
     workgroupBarrier();
@@ -204,7 +210,7 @@ ${U ? lines(DVW, (i) => `out[oBase + ${u(i)}] = acc${i} * inv;`, '    ') : '    
 `;
 };
 
-function run(ctx: GpuContext, p: AttentionParams, bindings: Tensor[], out: Tensor, cfg: AttentionConfig): void {
+function runFlashRow(ctx: GpuContext, p: AttentionParams, bindings: Tensor[], out: Tensor, cfg: AttentionConfig): void {
   if (cfg.bk < KEY_GROUP || cfg.bk % KEY_GROUP !== 0 || cfg.bq < 1) {
     throw new Error(`attention: bad tile config bq ${cfg.bq}, bk ${cfg.bk} (bk must be a multiple of ${KEY_GROUP})`);
   }
@@ -216,14 +222,92 @@ function run(ctx: GpuContext, p: AttentionParams, bindings: Tensor[], out: Tenso
   });
 }
 
-function useComposed(ctx: GpuContext, p: AttentionParams, opts: AttentionOptions): boolean {
-  const method = opts.method ?? (opts.config ? 'fused' : 'auto');
-  if (method === 'fused') return false;
-  const fits = composedFits(ctx, p.nq, p.nk);
-  if (method === 'composed' && !fits) {
+// ------------------------------------------------------------------------------------------------
+// the family
+// ------------------------------------------------------------------------------------------------
+
+/** One attention call as the kernel choice sees it. */
+export interface AttentionCall extends Pick<ComposedParams, 'batch' | 'heads' | 'nq' | 'nk' | 'd' | 'dv'> {
+  /** q, k, v read in place from a packed qkv [B, N, (3, H, d)] (self-attention of the ViT) */
+  packed: boolean;
+  /** a logit bias on some keys */
+  bias: boolean;
+  /** f16 operands */
+  half: boolean;
+}
+
+/** The operands of a call on separate q [B, Nq, H*d], k, v (or a packed qkv). */
+function paramsOf(c: AttentionCall): AttentionParams {
+  const cq = c.heads * c.d, cv = c.heads * c.dv;
+  const p: AttentionParams = {
+    batch: c.batch, heads: c.heads, nq: c.nq, nk: c.nk, d: c.d, dv: c.dv, scale: 1 / Math.sqrt(c.d), half: c.half,
+    q: { tokenStride: cq, offset: 0 }, k: { tokenStride: cq, offset: 0 }, v: { tokenStride: cv, offset: 0 }, outStride: cv,
+    logitBias: c.bias ? { keys: Math.ceil(c.nk / 2), value: 2 * Math.LN2 } : undefined,
+  };
+  if (c.packed) {
+    p.q = { tokenStride: 3 * cq, offset: 0 };
+    p.k = { tokenStride: 3 * cq, offset: cq };
+    p.v = { tokenStride: 3 * cq, offset: 2 * cq };
+  }
+  return p;
+}
+
+export const ATTENTION: KernelFamily<AttentionCall> = {
+  op: 'attention',
+  candidates: ['composed', 'flash-row', 'flash-tile'],
+  eligible: (ctx, c) => {
+    const out: string[] = [];
+    if (composedFits(ctx, c.nq, c.nk) && (!c.half || ctx.hasF16)) out.push('composed');
+    out.push('flash-row');
+    if (flashTileConfig(ctx, paramsOf(c), c.half)) out.push('flash-tile');
+    return out;
+  },
+  classOf: (c) => `d${c.d}${c.dv !== c.d ? ` dv${c.dv}` : ''}${c.half ? ' h' : ''} q${bucket4(c.nq)} k${bucket4(c.nk)} bh${bucket4(c.batch * c.heads)}`,
+  // lavapipe: composed while the scores fit (several times faster there), else the fused kernel
+  fallback: (ctx, c) => {
+    if (softwareDefaults(ctx)) return composedFits(ctx, c.nq, c.nk) ? 'composed' : 'flash-row';
+    return flashTileConfig(ctx, paramsOf(c), c.half) ? 'flash-tile' : 'flash-row';
+  },
+  flops: (c) => 2 * c.batch * c.heads * c.nq * c.nk * (c.d + c.dv),
+  instance: (ctx, c) => {
+    const p = paramsOf(c);
+    const cq = c.heads * c.d, cv = c.heads * c.dv;
+    const ins = c.packed
+      ? [ctx.upload(randomValues(c.batch * c.nq * 3 * cq, 1), [c.batch, c.nq, 3 * cq])]
+      : [ctx.upload(randomValues(c.batch * c.nq * cq, 1), [c.batch, c.nq, cq]), ctx.upload(randomValues(c.batch * c.nk * cq, 2), [c.batch, c.nk, cq]),
+        ctx.upload(randomValues(c.batch * c.nk * cv, 3), [c.batch, c.nk, cv])];
+    const [q, k, v] = c.packed ? [ins[0]!, ins[0]!, ins[0]!] : ins as [Tensor, Tensor, Tensor];
+    const out = ctx.empty([c.batch, c.nq, cv]);
+    return {
+      run: (cand) => runAttention(ctx, p, cand, q, k, v, out, undefined),
+      release: () => { for (const t of [...ins, out]) t.release(); },
+    };
+  },
+};
+
+function runAttention(ctx: GpuContext, p: AttentionParams, candidate: string, q: Tensor, k: Tensor, v: Tensor, out: Tensor,
+  config: AttentionConfig | undefined): void {
+  if (candidate === 'composed') {
+    attentionComposed(ctx, p, { t: q, ...p.q }, { t: k, ...p.k }, { t: v, ...p.v }, out);
+  } else if (candidate === 'flash-tile') {
+    const cfg = flashTileConfig(ctx, p, p.half);
+    if (!cfg) throw new Error(`attention: the flash-tile kernel does not fit d=${p.d}, dv=${p.dv} on this device`);
+    attentionFlashTile(ctx, p, cfg, q, k, v, out);
+  } else {
+    runFlashRow(ctx, p, [q, k, v], out, config ?? defaultAttentionConfig(p.d, p.dv));
+  }
+}
+
+/** The candidate for this call: forced by the options, else the context's choice. */
+function candidateFor(ctx: GpuContext, p: AttentionParams, packed: boolean, opts: AttentionOptions): string {
+  const method = opts.method ?? 'auto';
+  if (method === 'composed' && !composedFits(ctx, p.nq, p.nk)) {
     throw new Error(`attention: the ${p.nq}x${p.nk} scores of one head do not fit the composed path's budget`);
   }
-  return fits;
+  const forced = opts.kernel ?? (method === 'composed' ? 'composed' : method === 'fused' || opts.config ? 'flash-row' : undefined);
+  return choose(ctx, ATTENTION, {
+    batch: p.batch, heads: p.heads, nq: p.nq, nk: p.nk, d: p.d, dv: p.dv, packed, bias: !!p.logitBias, half: p.half,
+  }, forced);
 }
 
 export interface AttentionOptions {
@@ -231,10 +315,12 @@ export interface AttentionOptions {
   scale?: number;
   /**
    * 'composed' (matmul, softmax, matmul; see attention_composed.ts), 'fused' (this file's
-   * flash-style kernel), or 'auto' (default): composed when one head's scores fit its budget.
+   * flash-style kernel, 'flash-row'), or 'auto' (default): the context's kernel choice.
    */
   method?: 'auto' | 'composed' | 'fused';
-  /** tile sizes (for benchmarks); default defaultAttentionConfig(d, dv) */
+  /** run this candidate of the attention family (tests, benchmarks); overrides `method` */
+  kernel?: string;
+  /** tile sizes of the 'flash-row' kernel (for benchmarks); default defaultAttentionConfig(d, dv) */
   config?: AttentionConfig;
   /**
    * add `value` to the logits q·k·scale of the first `keys` keys (of every query and head) before
@@ -283,12 +369,9 @@ export function attention(ctx: GpuContext, q: Tensor, k: Tensor, v: Tensor, numH
     v: { tokenStride: cv, offset: 0 },
     outStride: cv,
     logitBias: logitBiasOf(opts, nk, 'attention'),
+    half: ctx.kernels.f16.attention,
   };
-  if (useComposed(ctx, p, opts)) {
-    attentionComposed(ctx, p, { t: q, ...p.q }, { t: k, ...p.k }, { t: v, ...p.v }, out);
-  } else {
-    run(ctx, p, [q, k, v], out, opts.config ?? defaultAttentionConfig(d, dv));
-  }
+  runAttention(ctx, p, candidateFor(ctx, p, false, opts), q, k, v, out, opts.config);
   return out;
 }
 
@@ -314,11 +397,41 @@ export function attentionPacked(ctx: GpuContext, qkv: Tensor, numHeads: number, 
     v: { tokenStride: c3, offset: 2 * c },
     outStride: c,
     logitBias: logitBiasOf(opts, n, 'attentionPacked'),
+    half: ctx.kernels.f16.attention,
   };
-  if (useComposed(ctx, p, opts)) {
-    attentionComposed(ctx, p, { t: qkv, ...p.q }, { t: qkv, ...p.k }, { t: qkv, ...p.v }, out);
-  } else {
-    run(ctx, p, [qkv, qkv, qkv], out, opts.config ?? defaultAttentionConfig(d, d));
+  runAttention(ctx, p, candidateFor(ctx, p, true, opts), qkv, qkv, qkv, out, opts.config);
+  return out;
+}
+
+/**
+ * Attention with separate queries and keys/values read in place from a packed qkv Linear output
+ * (channels per token (3, H, d), the q part unused): Hiera's Q-pooling blocks pool the queries
+ * (maxPool2x2 of the q channels) and attend with the unpooled k and v of the same qkv.
+ * q: [B, Nq, H*d], qkv: [B, Nk, 3*H*d] -> [B, Nq, H*d]
+ */
+export function attentionPackedKV(ctx: GpuContext, q: Tensor, qkv: Tensor, numHeads: number, opts: AttentionOptions = {}): Tensor {
+  if (q.shape.length !== 3 || qkv.shape.length !== 3) {
+    throw new Error(`attentionPackedKV: q must be [B, Nq, H*d] and qkv [B, Nk, 3*H*d], got [${q.shape}], [${qkv.shape}]`);
   }
+  const [batch, nq, c] = q.shape as [number, number, number];
+  const [bk, nk, c3] = qkv.shape as [number, number, number];
+  if (bk !== batch || c3 !== 3 * c) throw new Error(`attentionPackedKV: qkv [${qkv.shape}] does not go with q [${q.shape}]`);
+  if (!Number.isInteger(numHeads) || numHeads < 1 || c % numHeads !== 0 || nk < 1) {
+    throw new Error(`attentionPackedKV: ${numHeads} heads do not divide q [${q.shape}] (or no keys)`);
+  }
+  const d = c / numHeads;
+  const out = ctx.empty([batch, nq, c]);
+  if (batch === 0 || nq === 0) return out;
+  const p: AttentionParams = {
+    batch, heads: numHeads, nq, nk, d, dv: d, scale: opts.scale ?? 1 / Math.sqrt(d),
+    q: { tokenStride: c, offset: 0 },
+    k: { tokenStride: c3, offset: c },
+    v: { tokenStride: c3, offset: 2 * c },
+    outStride: c,
+    logitBias: logitBiasOf(opts, nk, 'attentionPackedKV'),
+    half: ctx.kernels.f16.attention,
+  };
+  // the kernel is chosen as for separate operands of these sizes (the strides do not change the work)
+  runAttention(ctx, p, candidateFor(ctx, p, false, opts), q, qkv, qkv, out, opts.config);
   return out;
 }

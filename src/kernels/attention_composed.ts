@@ -143,6 +143,8 @@ export interface ComposedParams {
   scale: number;
   /** added to the logits q·k·scale of keys [0, keys) before the softmax */
   logitBias?: LogitBias;
+  /** q, k and v rounded to f16 in the matmuls (precision 'f16'; probabilities and sums f32) */
+  half?: boolean;
 }
 
 /** out [B, Nq, H*dv] = softmax(scale · q kᵀ [+ logit bias]) v per (batch, head); see the file comment. */
@@ -155,14 +157,14 @@ export function attentionComposed(ctx: GpuContext, p: ComposedParams, q: HeadOpe
     const g = Math.min(G, total - g0);
     const qh = gather(ctx, q, p.nq, p.heads, p.d, g0, g); // [g, Nq, d]
     const kh = gather(ctx, k, p.nk, p.heads, p.d, g0, g); // [g, Nk, d]
-    const scores = matmul(ctx, qh, kh, { transposeB: true, alpha: p.scale }); // [g, Nq, Nk]
+    const scores = matmul(ctx, qh, kh, { transposeB: true, alpha: p.scale, halfA: p.half, halfB: p.half }); // [g, Nq, Nk]
     qh.release();
     kh.release();
     const bias = p.logitBias;
     const probs = softmax(ctx, scores, undefined, bias ? { bias: { columns: bias.keys, value: bias.value } } : {});
     scores.release();
     const vh = gather(ctx, v, p.nk, p.heads, p.dv, g0, g); // [g, Nk, dv]
-    const oh = matmul(ctx, probs, vh); // [g, Nq, dv]
+    const oh = matmul(ctx, probs, vh, { halfB: p.half }); // [g, Nq, dv] (probabilities stay f32)
     probs.release();
     vh.release();
     scatter(ctx, oh, out, p.nq, p.heads, p.dv, g0, g); // -> heads [g0, g0+g) of out [B, Nq, H*dv]

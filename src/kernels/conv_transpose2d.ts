@@ -11,22 +11,31 @@ import { grid1d } from './util.js';
  *   out[b, k*y + ky, k*x + kx, co] = bias[co] + sum_ci x[b, y, x, ci] * weight[ci, co, ky, kx]
  *
  * x [B, H, W, Cin] channels-last, weight [Cin, Cout, k, k] (PyTorch's layout) -> [B, k*H, k*W, Cout].
- * An optional GELU (exact, erf) is fused after the bias.
+ * An optional GELU (exact, erf) is fused after the bias, and optionally a map `add` [1 or B, k*H,
+ * k*W, Cout] is added before it (SAM 2's high-resolution decoder: act(dc(x) + feat_s), the one map
+ * of the image shared by every prompt of the batch).
  */
 export interface ConvTranspose2dOptions {
   activation?: 'none' | 'gelu';
+  /** added after the bias and before the activation; [1, Ho, Wo, Cout] is broadcast over the batch */
+  add?: Tensor;
 }
 
 const WG = 64;
 
-const convTWGSL = (B: number, H: number, W: number, Cin: number, Cout: number, k: number, bias: boolean, gelu: boolean): string => {
+const convTWGSL = (B: number, H: number, W: number, Cin: number, Cout: number, k: number, bias: boolean, gelu: boolean,
+  add: 'none' | 'same' | 'broadcast'): string => {
   const Ho = H * k, Wo = W * k;
   const total = B * Ho * Wo * Cout;
+  let slot = 2;
+  const decl = (name: string, access: string) => `@group(0) @binding(${slot++}) var<storage, ${access}> ${name}: array<f32>;`;
   return /* wgsl */ `
-// ---- kernel: conv_transpose2d (kernel = stride = ${k}) ----
+// ---- kernel: conv_transpose2d (kernel = stride = ${k}${add !== 'none' ? `, + a map (${add})` : ''}) ----
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> weight: array<f32>;
-${bias ? '@group(0) @binding(2) var<storage, read> bias: array<f32>;\n@group(0) @binding(3)' : '@group(0) @binding(2)'} var<storage, read_write> out: array<f32>;
+${bias ? decl('bias', 'read') : ''}
+${add !== 'none' ? decl('addend', 'read') : ''}
+${decl('out', 'read_write')}
 ${gelu ? ERF_WGSL : ''}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -47,6 +56,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     acc = fma(x[xBase + ci], weight[(ci * ${Cout}u + co) * ${k * k}u + tap], acc);
   }
   var v = acc${bias ? ' + bias[co]' : ''};
+  ${add === 'same' ? 'v += addend[o];' : add === 'broadcast' ? `v += addend[o % ${Ho * Wo * Cout}u];` : ''}
   ${gelu ? 'v = 0.5 * v * (1.0 + erf_f32(v * 0.70710678118654752));' : ''}
   out[o] = v;
 }
@@ -67,9 +77,14 @@ export function convTranspose2d(ctx: GpuContext, x: Tensor, weight: Tensor, bias
   const out = ctx.empty([B, H * k, W * k, Cout]);
   if (out.size === 0) return out;
   const gelu = opts.activation === 'gelu';
+  const a = opts.add;
+  if (a && (a.shape.length !== 4 || (a.shape[0] !== 1 && a.shape[0] !== B) || a.shape[1] !== H * k || a.shape[2] !== W * k || a.shape[3] !== Cout)) {
+    throw new Error(`convTranspose2d: add [${a.shape}] is not [1 or ${B}, ${H * k}, ${W * k}, ${Cout}]`);
+  }
   ctx.run({
-    pipeline: ctx.pipeline('conv_transpose2d', convTWGSL(B, H, W, Cin, Cout, k, !!bias, gelu)),
-    bindings: bias ? [x, weight, bias, out] : [x, weight, out],
+    pipeline: ctx.pipeline('conv_transpose2d', convTWGSL(B, H, W, Cin, Cout, k, !!bias, gelu,
+      !a ? 'none' : a.shape[0] === B ? 'same' : 'broadcast')),
+    bindings: [x, weight, ...(bias ? [bias] : []), ...(a ? [a] : []), out],
     workgroups: grid1d(Math.ceil(out.size / WG)).workgroups,
   });
   return out;

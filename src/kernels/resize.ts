@@ -1,6 +1,6 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { grid1d } from './util.js';
+import { grid1d, memoWGSL } from './util.js';
 
 /**
  * torch.nn.functional.interpolate(mode='bicubic', align_corners=False) on channels-last maps:
@@ -69,6 +69,59 @@ export function resizeBicubic(ctx: GpuContext, x: Tensor, outH: number, outW: nu
   ctx.run({
     pipeline: ctx.pipeline('resize_bicubic', bicubicWGSL(B, H, W, C, outH, outW)),
     bindings: [x, out],
+    workgroups: grid1d(Math.ceil(out.size / WG)).workgroups,
+  });
+  return out;
+}
+
+/**
+ * The FPN neck's top-down step (SAM 2's FpnNeck with fpn_interp_model 'nearest'):
+ *
+ *   out = (lateral + F.interpolate(prev, scale_factor=2, mode='nearest')) * scale
+ *
+ * lateral [B, 2H, 2W, C], prev [B, H, W, C] -> [B, 2H, 2W, C]. Nearest at scale 2 reads
+ * prev[floor(y / 2), floor(x / 2)]; the upsampled map is never stored. `scale` is 1 for the 'sum'
+ * fusion and 0.5 for 'avg' ((a + b) / 2 and (a + b) * 0.5 are the same float). One invocation per
+ * output value, channels fastest; sizes are uniforms (one pipeline for every level).
+ */
+const upNearestAddWGSL = memoWGSL((scaled: boolean): string => /* wgsl */ `
+// ---- kernel: upsample_nearest2x_add${scaled ? ' (avg)' : ''} ----
+struct Sizes {
+  n: u32,   // output values B * 2H * 2W * C
+  C: u32,
+  Wo: u32,  // 2W
+  Ho: u32,  // 2H
+}
+@group(0) @binding(0) var<storage, read> lateral: array<f32>;
+@group(0) @binding(1) var<storage, read> prev: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> Z: Sizes;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.y * nwg.x + wid.x) * ${WG}u + lid;
+  if (i >= Z.n) { return; }
+  let c = i % Z.C;
+  let p = i / Z.C;
+  let x = p % Z.Wo;
+  let y = (p / Z.Wo) % Z.Ho;
+  let b = p / (Z.Wo * Z.Ho);
+  let src = ((b * (Z.Ho / 2u) + y / 2u) * (Z.Wo / 2u) + x / 2u) * Z.C + c;
+  out[i] = (lateral[i] + prev[src])${scaled ? ' * 0.5' : ''};
+}
+`);
+
+/** lateral [B, 2H, 2W, C] + nearest-upsampled prev [B, H, W, C] (times 0.5 with `avg`) -> [B, 2H, 2W, C]. */
+export function upsampleNearest2xAdd(ctx: GpuContext, lateral: Tensor, prev: Tensor, opts: { avg?: boolean } = {}): Tensor {
+  const [B, Ho, Wo, C] = lateral.shape as [number, number, number, number];
+  const ok = lateral.shape.length === 4 && prev.shape.length === 4 && prev.shape[0] === B && 2 * prev.shape[1]! === Ho &&
+    2 * prev.shape[2]! === Wo && prev.shape[3] === C;
+  if (!ok) throw new Error(`upsampleNearest2xAdd: prev [${prev.shape}] upsampled 2x does not match lateral [${lateral.shape}]`);
+  const out = ctx.empty(lateral.shape);
+  ctx.run({
+    pipeline: ctx.pipeline('upsample_nearest2x_add', upNearestAddWGSL(!!opts.avg)),
+    bindings: [lateral, prev, out, ctx.uniform(new Uint32Array([out.size, C, Wo, Ho]))],
     workgroups: grid1d(Math.ceil(out.size / WG)).workgroups,
   });
   return out;

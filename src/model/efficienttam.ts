@@ -1,27 +1,31 @@
 /**
- * The EfficientTAM model: its parts built from one config and one set of weights, under the
- * official names. Read this file top-down for the path of one frame:
+ * The model (EfficientTAM, or SAM 2 / SAM 2.1: the same class, built from the config): its parts
+ * built from one config and one set of weights, under the official names. Read this file top-down
+ * for the path of one frame:
  *
- *   pixels -> image encoder (image_encoder.ts) -> memory attention (memory_attention.ts)
- *          -> prompt encoder + mask decoder (prompt_encoder.ts, mask_decoder.ts)
+ *   pixels -> image encoder (image_encoder.ts: ViT + ViTDet neck, or Hiera + FPN neck)
+ *          -> memory attention (memory_attention.ts)
+ *          -> prompt encoder + mask decoder (prompt_encoder.ts, mask_decoder.ts; SAM 2 adds the
+ *             image's stride-4 / stride-8 maps to the decoder's upscaling)
  *          -> memory encoder (memory_encoder.ts) -> [memory bank]
  *
  * The image predictor (image_predictor.ts) decodes vision features + no_mem_embed directly.
- *
- * (bracketed parts are being built; see the issues).
  */
 import type { Allocations, GpuContext } from '../gpu/context.js';
 import type { SafetensorsFile } from '../io/safetensors.js';
 import { WeightLoader, type WeightLoaderOptions } from '../io/weights.js';
-import { validateConfig, type EfficientTAMConfig } from './config.js';
+import { featureSize, validateConfig, type EfficientTAMConfig } from './config.js';
 import { ImageEncoder } from './image_encoder.js';
 import { checkWeightsForConfig } from '../weights/variant.js';
-import { MaskDecoder } from './mask_decoder.js';
+import { MaskDecoder, type HighResFeatures } from './mask_decoder.js';
 import { PromptEncoder } from './prompt_encoder.js';
 import { MemoryAttention } from './memory_attention.js';
 import { MemoryEncoder } from './memory_encoder.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { TrackingParts } from './tracker.js';
+import { modelWorkload } from './workload.js';
+import { f16Settings, f16Weights, type F16Policy, type Precision } from './precision.js';
+import { prepareKernels, type KernelOptions, type PrepareReport } from '../tune/prepare.js';
 
 export interface LoadOptions {
   /**
@@ -34,10 +38,28 @@ export interface LoadOptions {
    * anything (default true): a file of another variant fails at once with a message naming it.
    */
   checkManifest?: boolean;
+  /**
+   * 'f32' (default) or 'f16': half-precision inputs (weights and activations) into the matmuls,
+   * convolutions and attention, with f32 sums, norms and softmaxes (see precision.ts). Needs a
+   * device with shader-f16. The context's kernels follow the last model loaded on it.
+   */
+  precision?: Precision;
+  /** which parts stay f32 under precision 'f16' (default: precision.ts's) */
+  f16Policy?: F16Policy;
 }
 
 /** Parts of the official state dict that this version does not build yet. */
 const NOT_YET_BUILT: string[] = [];
+
+/** An image's features as the tracker and the image predictor read them (SAM2Base.forward_image). */
+export interface ImageFeatures {
+  /** vision_features [1, g, g, C] */
+  visionFeatures: Tensor;
+  /** vision_pos_enc [1, g, g, C]; owned by the image encoder, do not release */
+  visionPosEnc: Tensor;
+  /** SAM 2: [feat_s0 [1, 4g, 4g, C/8], feat_s1 [1, 2g, 2g, C/4]] for the decoder; null for EfficientTAM */
+  highResFeatures: HighResFeatures | null;
+}
 
 export class EfficientTAM {
   private constructor(
@@ -62,9 +84,36 @@ export class EfficientTAM {
 
   private valuesChecked: Promise<void> | null = null;
 
+  /** How `create` / `prepare` chose and compiled the kernels (null until then). */
+  kernelReport: PrepareReport | null = null;
+
+  /** Chooses (or tunes) and compiles this model's kernels on its context; see `create`. */
+  async prepare(opts: KernelOptions = {}): Promise<PrepareReport> {
+    this.kernelReport = await prepareKernels(this.ctx, () => modelWorkload(this), opts);
+    return this.kernelReport;
+  }
+
   /** Input side length S of the image encoder (1024, or 512 for the `_512x512` variants). */
   get imageSize(): number {
     return this.config.image_size;
+  }
+
+  /** Whether this is a SAM 2 model (Hiera trunk, high-resolution decoder features). */
+  get isSam2(): boolean {
+    return this.maskDecoder.usesHighRes;
+  }
+
+  /**
+   * forward_image: pixels [1, S, S, 3] -> the image's features, with (SAM 2) the stride-4 and -8
+   * levels already through the decoder's conv_s0 / conv_s1, as every decoder call on this image
+   * takes them. Records GPU work only.
+   */
+  forwardImage(pixels: Tensor): ImageFeatures {
+    const out = this.imageEncoder.forward(pixels);
+    let highResFeatures: HighResFeatures | null = null;
+    if (this.maskDecoder.usesHighRes) highResFeatures = this.maskDecoder.projectHighRes(out.backboneFpn);
+    for (const x of out.backboneFpn) x.release();
+    return { visionFeatures: out.visionFeatures, visionPosEnc: out.visionPosEnc, highResFeatures };
   }
 
   /**
@@ -72,8 +121,11 @@ export class EfficientTAM {
    * `checkWeights` (one readback for all the weights). Rejects with a WeightError (names,
    * shapes, dtypes) or a WeightValueError (NaN or infinities, naming the first tensor holding
    * them); either way nothing it uploaded stays on the GPU.
+   * Then gets the context ready to run it fast (`prepare`): the kernel table for this adapter
+   * (stored, tuned now, given, or the defaults: `tuning`) and the model's pipelines compiled
+   * ahead, asynchronously (see tune/prepare.ts); `kernelReport` says what was done.
    */
-  static async create(ctx: GpuContext, weights: SafetensorsFile, config: unknown, opts: LoadOptions = {}): Promise<EfficientTAM> {
+  static async create(ctx: GpuContext, weights: SafetensorsFile, config: unknown, opts: LoadOptions & KernelOptions = {}): Promise<EfficientTAM> {
     const model = EfficientTAM.load(ctx, weights, config, opts);
     try {
       await model.checkWeights();
@@ -81,6 +133,7 @@ export class EfficientTAM {
       model.release();
       throw e;
     }
+    await model.prepare(opts);
     return model;
   }
 
@@ -95,11 +148,20 @@ export class EfficientTAM {
     // Before anything is uploaded: every tensor of the config's model present, with its shape
     // (names the official variant the file is when it is another one).
     if (opts.checkManifest ?? true) checkWeightsForConfig(weights, cfg);
-    const w = new WeightLoader(weights, ctx, { allowUnused: opts.allowUnused ?? NOT_YET_BUILT });
+    const precision = opts.precision ?? 'f32';
+    if (precision !== 'f32' && precision !== 'f16') throw new Error(`EfficientTAM.load: precision is 'f32' or 'f16', not '${String(precision)}'`);
+    if (precision === 'f16' && !ctx.hasF16) {
+      throw new Error("EfficientTAM.load: precision 'f16' needs a device with the 'shader-f16' feature, and this one has none (use 'f32')");
+    }
+    const w = new WeightLoader(weights, ctx, {
+      allowUnused: opts.allowUnused ?? NOT_YET_BUILT,
+      f16: precision === 'f16' ? f16Weights(opts.f16Policy) : undefined,
+    });
     const allocations = ctx.beginAllocations();
     try {
       const model = EfficientTAM.build(ctx, w, cfg, allocations);
       ctx.endAllocations(allocations);
+      ctx.kernels.f16 = f16Settings(precision, opts.f16Policy);
       return model;
     } catch (e) {
       // a failed load leaves nothing on the GPU: what it uploaded or made is given back
@@ -112,7 +174,7 @@ export class EfficientTAM {
   private static build(ctx: GpuContext, w: WeightLoader, cfg: EfficientTAMConfig, allocations: Allocations): EfficientTAM {
     const imageEncoder = ImageEncoder.load(ctx, w, cfg);
     const C = cfg.image_encoder.neck.d_model; // hidden_dim
-    const g = cfg.image_size / cfg.image_encoder.trunk.patch_size; // backbone stride 16
+    const g = featureSize(cfg); // the stride-16 features (the ViT's patches; Hiera's third stage)
     const promptEncoder = PromptEncoder.load(ctx, w, 'sam_prompt_encoder', C, g, cfg.image_size);
     const maskDecoder = MaskDecoder.load(ctx, w, 'sam_mask_decoder', C, cfg);
     const noMemEmbed = w.tensor('no_mem_embed', [1, 1, C]).reshape([C]);

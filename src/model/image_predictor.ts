@@ -3,6 +3,7 @@
  * once, then decode masks for any number of prompts.
  *
  *   setImage(pixels)  -> preprocess -> image encoder -> vision_features (+ no_mem_embed)   [1, g, g, C]
+ *                        (SAM 2: and the high-resolution maps feat_s0 [1, 4g, 4g, C/8], feat_s1 [1, 2g, 2g, C/4])
  *   predict(prompts)  -> prompt encoder -> mask decoder -> low-res logits [B, M, S/4, S/4]
  *                     -> (optional hole filling / sprinkle removal on the low-res logits)
  *                     -> bilinear (align_corners=False) to the original size [B, M, H, W]
@@ -29,6 +30,7 @@ import { checkImageSource, preprocessImage, type ImageSource } from '../kernels/
 import { drawMasks, type DrawMasksOptions } from '../kernels/draw_masks.js';
 import { pickBestMask } from '../kernels/track_ops.js';
 import type { EfficientTAM } from './efficienttam.js';
+import type { HighResFeatures } from './mask_decoder.js';
 import { checkBox, checkLabel, checkMaskInput, checkPoint, PromptError } from './prompts.js';
 
 const f = Math.fround;
@@ -122,6 +124,12 @@ export interface ImagePredictorOptions {
   maxImagePixels?: number;
 }
 
+/** What `encode` makes of an image. */
+interface Encoded {
+  embed: Tensor;
+  highRes: HighResFeatures | null;
+}
+
 /** What one predict call recorded: the readback and what its parts are. */
 interface Recorded {
   rb: Readback;
@@ -131,6 +139,8 @@ interface Recorded {
 
 export class ImagePredictor {
   private embed: Tensor | null = null;
+  /** SAM 2: the image's [feat_s0, feat_s1] (the official predictor's `_features["high_res_feats"]`) */
+  private highRes: HighResFeatures | null = null;
   private origHW: [number, number] | null = null;
   /** the GPU's verdict on the last setImage / setInput (awaited by the next predict) */
   private pending: Promise<GpuError | null> | null = null;
@@ -185,6 +195,16 @@ export class ImagePredictor {
     return this.embed;
   }
 
+  /**
+   * SAM 2: the image's high-resolution maps the decoder adds, [feat_s0 [1, 4g, 4g, C/8],
+   * feat_s1 [1, 2g, 2g, C/4]] (conv_s0 / conv_s1 of the FPN's stride-4 and -8 levels); null for
+   * EfficientTAM. Owned by the predictor.
+   */
+  get highResFeatures(): HighResFeatures | null {
+    if (!this.embed) throw new Error('ImagePredictor: no image set; call setImage(...) first');
+    return this.highRes;
+  }
+
   private checkSize(what: string, width: number, height: number): void {
     checkImageSize(what, width, height, { maxPixels: this.maxImagePixels, maxSide: this.ctx.device.limits.maxTextureDimension2D });
   }
@@ -221,22 +241,27 @@ export class ImagePredictor {
     this.embedLater(`ImagePredictor.setInput (${width}x${height} image)`, width, height, () => this.encode(pixels));
   }
 
-  private embedLater(op: string, width: number, height: number, record: () => Tensor): void {
-    const { value, error } = this.ctx.guardLater(op, record, (embed) => embed.release());
-    this.embed = value;
+  private embedLater(op: string, width: number, height: number, record: () => Encoded): void {
+    const { value, error } = this.ctx.guardLater(op, record, (e) => {
+      e.embed.release();
+      for (const t of e.highRes ?? []) t.release();
+    });
+    this.embed = value.embed;
+    this.highRes = value.highRes;
     this.origHW = [height, width];
     this.pending = error;
   }
 
-  /** image encoder -> vision features (+ no_mem_embed) [1, g, g, C] */
-  private encode(pixels: Tensor): Tensor {
+  /** forward_image -> vision features (+ no_mem_embed) [1, g, g, C], and (SAM 2) the high-resolution maps */
+  private encode(pixels: Tensor): Encoded {
     const m = this.model;
-    const out = m.imageEncoder.forward(pixels);
-    out.trunk.release();
-    if (!m.config.directly_add_no_mem_embed) return out.visionFeatures;
-    const embed = add(this.ctx, out.visionFeatures, m.noMemEmbed);
-    out.visionFeatures.release();
-    return embed;
+    const out = m.forwardImage(pixels);
+    let embed = out.visionFeatures;
+    if (m.config.directly_add_no_mem_embed) {
+      embed = add(this.ctx, out.visionFeatures, m.noMemEmbed);
+      out.visionFeatures.release();
+    }
+    return { embed, highRes: out.highResFeatures };
   }
 
   /** Waits for the GPU's verdict on the image set; a refused setImage leaves no image set. */
@@ -247,7 +272,8 @@ export class ImagePredictor {
     if (this.embed !== embed) return; // another image was set meanwhile
     this.pending = null;
     if (err) {
-      this.embed = null; // released by the guard's cleanup
+      this.embed = null; // released by the guard's cleanup (with the high-resolution maps)
+      this.highRes = null;
       this.origHW = null;
       throw err;
     }
@@ -255,22 +281,36 @@ export class ImagePredictor {
 
   /**
    * Uses a precomputed image embedding [1, g, g, C] (what `imageEmbedding` holds: vision features
-   * plus no_mem_embed) for an image of the given original size. The predictor takes ownership.
+   * plus no_mem_embed) for an image of the given original size; for SAM 2 also its high-resolution
+   * maps (what `highResFeatures` holds). The predictor takes ownership of all of them.
    */
-  setEmbedding(embed: Tensor, width: number, height: number): void {
+  setEmbedding(embed: Tensor, width: number, height: number, highResFeatures?: HighResFeatures | null): void {
     const g = this.model.promptEncoder.embedSize, C = this.model.promptEncoder.embedDim;
-    const ok = embed.shape.length === 4 && [1, g, g, C].every((d, i) => embed.shape[i] === d);
-    if (!ok) throw new Error(`ImagePredictor.setEmbedding: [${embed.shape}] is not [1, ${g}, ${g}, ${C}]`);
+    const is = (t: Tensor, shape: number[]) => t.shape.length === shape.length && shape.every((d, i) => t.shape[i] === d);
+    if (!is(embed, [1, g, g, C])) throw new Error(`ImagePredictor.setEmbedding: [${embed.shape}] is not [1, ${g}, ${g}, ${C}]`);
     this.checkSize('ImagePredictor.setEmbedding', width, height);
+    if (this.model.maskDecoder.usesHighRes) {
+      if (!highResFeatures) throw new Error('ImagePredictor.setEmbedding: a SAM 2 model also needs the image\'s high-resolution features [feat_s0, feat_s1]');
+      const [s0, s1] = highResFeatures;
+      if (!is(s0, [1, 4 * g, 4 * g, C / 8]) || !is(s1, [1, 2 * g, 2 * g, C / 4])) {
+        throw new Error(`ImagePredictor.setEmbedding: high-resolution features [${s0.shape}], [${s1.shape}] are not ` +
+          `[1, ${4 * g}, ${4 * g}, ${C / 8}], [1, ${2 * g}, ${2 * g}, ${C / 4}]`);
+      }
+    } else if (highResFeatures) {
+      throw new Error('ImagePredictor.setEmbedding: this model takes no high-resolution features (not a SAM 2 model)');
+    }
     this.reset();
     this.embed = embed;
+    this.highRes = highResFeatures ?? null;
     this.origHW = [height, width];
   }
 
-  /** Forgets the image (releases its embedding). */
+  /** Forgets the image (releases its embedding and high-resolution maps). */
   reset(): void {
     this.embed?.release();
     this.embed = null;
+    for (const t of this.highRes ?? []) t.release();
+    this.highRes = null;
     this.origHW = null;
     this.pending = null;
   }
@@ -414,6 +454,7 @@ export class ImagePredictor {
       }
       const out = model.maskDecoder.forward({
         imageEmbed: this.embed!, imagePe: pe.densePe, sparse, batch: B, dense, multimaskOutput: multimask,
+        highResFeatures: this.highRes,
       });
       for (const t of own) t.release();
       own.length = 0;

@@ -6,6 +6,10 @@
  *   TwoWayTransformer (depth 2; self-attn of tokens, token->image, MLP, image->token;
  *   then the final token->image attention and norm_final_attn) -> hs [B, Nt, C], src [B, g*g, C]
  *   output_upscaling: ConvT 2x2 s2 -> LayerNorm2d -> GELU -> ConvT 2x2 s2 -> GELU  [B, 4g, 4g, C/8]
+ *     with high-resolution features (SAM 2: use_high_res_features_in_sam), the image's stride-8 and
+ *     stride-4 maps feat_s1 [1, 2g, 2g, C/4] and feat_s0 [1, 4g, 4g, C/8] (the FPN levels through
+ *     conv_s1 / conv_s0, made once per image by `projectHighRes`) are added before each activation:
+ *       GELU(LayerNorm2d(ConvT(src) + feat_s1)), then GELU(ConvT(.) + feat_s0)
  *   hyper_in[i] = output_hypernetworks_mlps[i](hs[:, 2 + i])                        [B, 4, C/8]
  *   masks = hyper_in · upscaledᵀ                                                    [B, 4, 4g, 4g]
  *   iou_pred = iou_prediction_head(hs[:, 1]) (sigmoid),  object_score_logits = pred_obj_score_head(hs[:, 0])
@@ -21,6 +25,7 @@ import { convTranspose2d } from '../kernels/conv_transpose2d.js';
 import { add } from '../kernels/elementwise.js';
 import { broadcastAdd, copyRows, selectMasks, selectToken, unary, type MaskSelectMode } from '../kernels/mask_ops.js';
 import { matmul } from '../kernels/matmul.js';
+import { Conv2d } from '../layers/conv.js';
 import { Linear, MLP } from '../layers/linear.js';
 import { join } from '../layers/module.js';
 import { LayerNorm, LayerNorm2d } from '../layers/norm.js';
@@ -191,6 +196,9 @@ export interface MaskDecoderOutput {
   objectScoreLogits: Tensor;
 }
 
+/** The image's high-resolution maps for the decoder: [feat_s0 [1, 4g, 4g, C/8], feat_s1 [1, 2g, 2g, C/4]]. */
+export type HighResFeatures = readonly [Tensor, Tensor];
+
 export interface MaskDecoderArgs {
   /** the image embedding [1, g, g, C] (vision features + no_mem_embed for the image predictor) */
   imageEmbed: Tensor;
@@ -202,6 +210,8 @@ export interface MaskDecoderArgs {
   /** dense prompt embeddings: [Bd, g, g, C] with Bd = 1 or B (mask prompts), or [C] (no_mask_embed) */
   dense: Tensor;
   multimaskOutput: boolean;
+  /** SAM 2 (the decoder's `usesHighRes`): the image's [feat_s0, feat_s1], shared by the batch */
+  highResFeatures?: HighResFeatures | null;
 }
 
 export class MaskDecoder {
@@ -214,6 +224,8 @@ export class MaskDecoder {
     readonly numMaskTokens: number,
     readonly predObjScores: boolean,
     readonly upscaling: { dc1: { weight: Tensor; bias: Tensor }; ln1: LayerNorm2d; dc2: { weight: Tensor; bias: Tensor } },
+    /** conv_s0 (C -> C/8) and conv_s1 (C -> C/4), 1x1: with use_high_res_features_in_sam */
+    readonly convS: { s0: Conv2d; s1: Conv2d } | null,
     readonly hypernetworks: MLP[],
     readonly iouHead: MLP,
     readonly objScoreHead: MLP | Linear | null,
@@ -231,7 +243,6 @@ export class MaskDecoder {
     use_multimask_token_for_obj_ptr: boolean; use_high_res_features_in_sam: boolean;
     sam_mask_decoder_extra_args?: { dynamic_multimask_via_stability: boolean; dynamic_multimask_stability_delta: number; dynamic_multimask_stability_thresh: number };
   }): MaskDecoder {
-    if (cfg.use_high_res_features_in_sam) throw new Error('MaskDecoder: use_high_res_features_in_sam is not supported (EfficientTAM does not use it)');
     const numMaskTokens = 4;
     const rows: Float32Array[] = [];
     if (cfg.pred_obj_scores) rows.push(w.cpu(join(name, 'obj_score_token.weight'), [1, C]));
@@ -257,6 +268,9 @@ export class MaskDecoder {
       TwoWayTransformer.load(ctx, w, join(name, 'transformer'), C),
       outputTokens, numMaskTokens, cfg.pred_obj_scores,
       { dc1: convT(0, C, C / 4), ln1: LayerNorm2d.load(ctx, w, join(up, 1), C / 4), dc2: convT(3, C / 4, C / 8) },
+      cfg.use_high_res_features_in_sam
+        ? { s0: Conv2d.load(ctx, w, join(name, 'conv_s0'), C, C / 8, 1), s1: Conv2d.load(ctx, w, join(name, 'conv_s1'), C, C / 4, 1) }
+        : null,
       Array.from({ length: numMaskTokens }, (_, i) => MLP.load(ctx, w, join(name, 'output_hypernetworks_mlps', i), C, C, C / 8, 3, 'relu')),
       MLP.load(ctx, w, join(name, 'iou_prediction_head'), C, 256, numMaskTokens, 3, 'relu'),
       objScoreHead,
@@ -268,6 +282,22 @@ export class MaskDecoder {
         useMultimaskTokenForObjPtr: cfg.use_multimask_token_for_obj_ptr,
       },
     );
+  }
+
+  /** Whether the decoder takes the image's high-resolution maps (SAM 2). */
+  get usesHighRes(): boolean {
+    return this.convS !== null;
+  }
+
+  /**
+   * conv_s0 / conv_s1 on the image encoder's stride-4 and stride-8 levels (backbone_fpn 0 and 1,
+   * [1, 4g, 4g, C] and [1, 2g, 2g, C]) -> [feat_s0 [1, 4g, 4g, C/8], feat_s1 [1, 2g, 2g, C/4]],
+   * once per image, as the official forward_image precomputes them. The inputs are not released.
+   */
+  projectHighRes(backboneFpn: readonly Tensor[]): HighResFeatures {
+    if (!this.convS) throw new Error('MaskDecoder: this model has no high-resolution features (use_high_res_features_in_sam is off)');
+    if (backboneFpn.length < 2) throw new Error(`MaskDecoder: high-resolution features need the stride-4 and stride-8 levels, got ${backboneFpn.length} maps`);
+    return [this.convS.s0.forward(backboneFpn[0]!), this.convS.s1.forward(backboneFpn[1]!)];
   }
 
   /** Rows of the output token table before the mask tokens (1, or 2 with the object-score token). */
@@ -284,6 +314,9 @@ export class MaskDecoder {
     const Np = a.sparse.length / (B * C);
     if (!Number.isInteger(Np)) throw new Error(`MaskDecoder: sparse embeddings of ${a.sparse.length} floats are not [${B}, N, ${C}]`);
     const Nt = T0 + Np;
+    const hr = a.highResFeatures ?? null;
+    if (this.convS && !hr) throw new Error('MaskDecoder: this model (use_high_res_features_in_sam) needs the image\'s high-resolution features');
+    if (!this.convS && hr) throw new Error('MaskDecoder: high-resolution features given to a model without use_high_res_features_in_sam');
 
     // tokens = cat(output_tokens, sparse) [B, Nt, C], built on the CPU and uploaded once
     const tokensCpu = new Float32Array(B * Nt * C);
@@ -299,15 +332,15 @@ export class MaskDecoder {
     src0.release();
     tokens.release();
 
-    // output_upscaling [B, g, g, C] -> [B, 4g, 4g, C/8]
+    // output_upscaling [B, g, g, C] -> [B, 2g, 2g, C/4] (+ feat_s1) -> [B, 4g, 4g, C/8] (+ feat_s0)
     const { dc1, ln1, dc2 } = this.upscaling;
-    const u1 = convTranspose2d(ctx, src.reshape([B, g, g, C]), dc1.weight, dc1.bias);
+    const u1 = convTranspose2d(ctx, src.reshape([B, g, g, C]), dc1.weight, dc1.bias, { add: hr?.[1] });
     src.release();
     const u2 = ln1.forward(u1);
     u1.release();
     const u3 = unary(ctx, u2, 'gelu');
     u2.release();
-    const upscaled = convTranspose2d(ctx, u3, dc2.weight, dc2.bias, { activation: 'gelu' }); // [B, 4g, 4g, C/8]
+    const upscaled = convTranspose2d(ctx, u3, dc2.weight, dc2.bias, { activation: 'gelu', add: hr?.[0] }); // [B, 4g, 4g, C/8]
     u3.release();
     const m = 4 * g, C8 = C / 8, K = this.numMaskTokens, s = this.numLeadingTokens - 1;
 

@@ -178,7 +178,8 @@ export class MemoryEncoder {
         normalize: pe.normalize ?? true,
         scale: pe.scale ?? 2 * Math.PI,
       }).reshape([1, g, g, pe.num_pos_feats]);
-      this.posEncCache.set(g, t);
+      if (!this.ctx.isTracing) this.posEncCache.set(g, t); // a dry run (GpuContext.trace) computes nothing
+
     }
     return t;
   }

@@ -1,6 +1,6 @@
 /**
- * The per-frame tracking step of EfficientTAM (efficient_track_anything/modeling/efficienttam_base.py)
- * and the memory bank it reads, all on the GPU:
+ * The per-frame tracking step of EfficientTAM and SAM 2 (efficienttam_base.py, sam2_base.py: the
+ * same code but for SAM 2's high-resolution maps) and the memory bank it reads, all on the GPU:
  *
  *   vision features [1, g, g, C] of frame t
  *     -> _prepare_memory_conditioned_features:
@@ -11,7 +11,10 @@
  *              maskmem_pos_enc + maskmem_tpos_enc[num_maskmem - t_pos - 1]
  *            object pointers [k * C/memDim, memDim]: the conditioning frames' (past only) and
  *              up to max_obj_ptrs - 1 earlier non-conditioning frames', each split in C/memDim tokens
- *     -> _forward_sam_heads: prompt encoder + mask decoder, the best of the multimask outputs by
+ *              (SAM 2.1: with a sine encoding of distance / (min(frames, max_obj_ptrs) - 1),
+ *              projected by obj_ptr_tpos_proj)
+ *     -> _forward_sam_heads: prompt encoder + mask decoder (SAM 2: with the frame's own
+ *          high-resolution maps, not memory-conditioned), the best of the multimask outputs by
  *          predicted IoU, masks of an absent object (object score <= 0) -> NO_OBJ_SCORE,
  *          obj_ptr = obj_ptr_proj(token) (no_obj_ptr when absent)
  *     -> _encode_new_memory: low-res logits upsampled to S x S, binarized (clicked frames) or
@@ -33,6 +36,7 @@ import { memoryFinish, objPtrGate, pickBestMask } from '../kernels/track_ops.js'
 import { Linear, MLP } from '../layers/linear.js';
 import type { EfficientTAMConfig } from './config.js';
 import type { EfficientTAM } from './efficienttam.js';
+import type { HighResFeatures } from './mask_decoder.js';
 
 const f = Math.fround;
 
@@ -130,10 +134,15 @@ export interface ObjectBank {
 
 export const emptyBank = (): ObjectBank => ({ cond: new Map(), nonCond: new Map() });
 
-/** A frame's image features: vision_features and vision_pos_enc, [1, g, g, C] each. */
+/**
+ * A frame's image features: vision_features and vision_pos_enc, [1, g, g, C] each, and (SAM 2)
+ * the high-resolution maps the decoder adds, [feat_s0 [1, 4g, 4g, C/8], feat_s1 [1, 2g, 2g, C/4]]
+ * (not memory-conditioned: _track_step takes them from the frame's backbone features as they are).
+ */
 export interface FrameFeatures {
   visionFeats: Tensor;
   visionPos: Tensor;
+  highRes?: HighResFeatures | null;
 }
 
 /** Point prompts in the S x S input frame: coords [P, 2] (x, y), labels [P] (-1 pad, 0, 1, 2/3 box corners). */
@@ -324,7 +333,7 @@ export class Tracker {
     let out: SamHeadsOutput;
     if (a.mask && this.s.useMaskInputAsOutputWithoutSam) {
       if (a.runMemEncoder) throw new Error('Tracker: a mask prompt is encoded into memory when tracking starts, not in the same step');
-      out = this.useMaskAsOutput(a.features.visionFeats, a.mask);
+      out = this.useMaskAsOutput(a.features.visionFeats, a.mask, a.features.highRes ?? null);
     } else {
       this.ctx.mark('start');
       const pixFeat = this.prepareMemoryConditionedFeatures(a);
@@ -341,7 +350,8 @@ export class Tracker {
         ownMask = true;
       }
       const g = this.featSize;
-      out = this.forwardSamHeads(pixFeat.reshape([1, g, g, this.C]), a.points, maskInput, this.useMultimask(a.isInitCondFrame, a.points));
+      out = this.forwardSamHeads(pixFeat.reshape([1, g, g, this.C]), a.points, maskInput, this.useMultimask(a.isInitCondFrame, a.points),
+        a.features.highRes ?? null);
       if (ownMask) maskInput!.release();
       pixFeat.release();
       this.ctx.mark('decoder');
@@ -356,9 +366,10 @@ export class Tracker {
 
   /**
    * _forward_sam_heads: pixFeat [1, g, g, C]; points in the S x S frame (none: one padding point);
-   * maskInput: low-res logits [1, 1, S/4, S/4] or null.
+   * maskInput: low-res logits [1, 1, S/4, S/4] or null; highRes: the frame's [feat_s0, feat_s1] (SAM 2).
    */
-  forwardSamHeads(pixFeat: Tensor, points: PointInputs | null, maskInput: Tensor | null, multimask: boolean): SamHeadsOutput {
+  forwardSamHeads(pixFeat: Tensor, points: PointInputs | null, maskInput: Tensor | null, multimask: boolean,
+    highRes: HighResFeatures | null = null): SamHeadsOutput {
     const ctx = this.ctx;
     const pe = this.model.promptEncoder;
     const coords = points ? points.coords : new Float32Array(2);
@@ -368,6 +379,7 @@ export class Tracker {
     const dense = maskInput ? pe.embedMasks(maskInput.reshape([1, m, m])) : pe.noMaskEmbed;
     const dec = this.model.maskDecoder.forward({
       imageEmbed: pixFeat, imagePe: pe.densePe, sparse, batch: 1, dense, multimaskOutput: multimask,
+      highResFeatures: highRes,
     });
     if (maskInput) dense.release();
     const { lowRes, token } = pickBestMask(ctx, dec.masks, dec.iouPred, dec.samTokensOut, dec.objectScoreLogits,
@@ -386,7 +398,7 @@ export class Tracker {
   }
 
   /** _use_mask_as_output: a binary S x S mask (CPU) is the output, as +-10 logits. */
-  useMaskAsOutput(visionFeats: Tensor, mask: Float32Array): SamHeadsOutput {
+  useMaskAsOutput(visionFeats: Tensor, mask: Float32Array, highRes: HighResFeatures | null = null): SamHeadsOutput {
     const ctx = this.ctx;
     const S = this.imageSize, m = this.model.promptEncoder.maskInputSize;
     if (mask.length !== S * S) throw new Error(`Tracker: mask prompt of ${mask.length} values, expected ${S}x${S}`);
@@ -411,7 +423,7 @@ export class Tracker {
         md[y * m + x] = s + bias;
       }
       const mdT = ctx.upload(md, [1, 1, m, m]);
-      const sam = this.forwardSamHeads(visionFeats, null, mdT, false);
+      const sam = this.forwardSamHeads(visionFeats, null, mdT, false, highRes);
       mdT.release();
       sam.lowRes.release();
       sam.objectScoreLogits.release();

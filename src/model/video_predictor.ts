@@ -419,20 +419,19 @@ export class VideoPredictor {
       const { t, own } = this.pixels(i, x);
       this.ctx.mark('start');
       try {
-        const out = this.model.imageEncoder.forward(t);
+        const out = this.model.forwardImage(t);
         this.ctx.mark('image_encoder');
-        out.trunk.release();
-        return { visionFeats: out.visionFeatures, visionPos: out.visionPosEnc };
+        return { visionFeats: out.visionFeatures, visionPos: out.visionPosEnc, highRes: out.highResFeatures };
       } finally {
         if (own) t.release();
       }
-    }, (f) => f.visionFeats.release());
+    }, releaseFeatures);
     this.featureCache.set(i, feats);
     if (this.streaming) this.buffered.delete(i); // the features stand for the frame from now on
     while (this.featureCache.size > this.featureCacheSize) {
       const [k, v] = this.featureCache.entries().next().value as [number, FrameFeatures];
       this.featureCache.delete(k);
-      v.visionFeats.release();
+      releaseFeatures(v);
     }
     return feats;
   }
@@ -818,7 +817,7 @@ export class VideoPredictor {
   /** Frees the cached features as well (the predictor can still be used). */
   dispose(): void {
     this.reset();
-    for (const v of this.featureCache.values()) v.visionFeats.release();
+    for (const v of this.featureCache.values()) releaseFeatures(v);
     this.featureCache.clear();
     this.noObjPlane?.release();
     this.noObjPlane = null;
@@ -851,6 +850,12 @@ function frameSize(x: ImageSource | TextureSource): [number, number] {
   const d = x as { videoWidth?: number; videoHeight?: number; displayWidth?: number; displayHeight?: number; width?: number; height?: number };
   if (isPixels(x)) return [x.width, x.height];
   return [d.videoWidth ?? d.displayWidth ?? d.width ?? 0, d.videoHeight ?? d.displayHeight ?? d.height ?? 0];
+}
+
+/** Frees a frame's features (vision_pos_enc belongs to the image encoder). */
+function releaseFeatures(f: FrameFeatures): void {
+  f.visionFeats.release();
+  for (const t of f.highRes ?? []) t.release();
 }
 
 function releaseObject(o: ObjectState): void {

@@ -1,5 +1,6 @@
 /**
- * Manifests: the complete list of tensors (name and shape) of an official EfficientTAM state dict,
+ * Manifests: the complete list of tensors (name and shape) of an official EfficientTAM, SAM 2 or
+ * SAM 2.1 state dict,
  * generated from a model config by walking the official module tree the way PyTorch's
  * `state_dict()` does (a module's own parameters and buffers, then its children in the order
  * they were registered).
@@ -11,7 +12,11 @@
  *   no_obj_embed_spatial [1, mem_dim] (no_obj_embed_spatial)
  *   image_encoder.trunk      ViT: patch_embed.proj (conv p x p), pos_embed [1, (224/p)^2 + cls, E],
  *                            blocks.i.{norm1, attn.qkv, attn.proj, norm2, mlp.layers.0/1, ls1/ls2}
- *   image_encoder.neck       convs.i.{conv_1x1, norm_0, conv_3x3, norm_1} per backbone channel
+ *                            or Hiera (SAM 2): pos_embed [1, E, bh, bw], pos_embed_window [1, E, w0, w0],
+ *                            patch_embed.proj (conv 7x7), blocks.i.{norm1, attn.qkv, attn.proj, norm2,
+ *                            mlp.layers.0/1, proj (at a width change)}
+ *   image_encoder.neck       ViTDetNeck: convs.i.{conv_1x1, norm_0, conv_3x3, norm_1} per backbone channel,
+ *                            or FpnNeck: convs.i.conv (1x1) per backbone channel
  *   mask_downsample          conv 4x4 (use_obj_ptrs_in_encoder)
  *   memory_attention         layers.i.{self_attn, cross_attn_image}.{q,k,v,out}_proj,
  *                            linear1/2, norm1/2/3; norm
@@ -21,7 +26,7 @@
  *   sam_prompt_encoder       pe_layer (buffer), point_embeddings.0-3, not_a_point_embed,
  *                            mask_downscaling.{0,1,3,4,6}, no_mask_embed
  *   sam_mask_decoder         transformer (TwoWayTransformer, depth 2, 8 heads, mlp 2048), iou_token,
- *                            mask_tokens, obj_score_token, output_upscaling.{0,1,3},
+ *                            mask_tokens, obj_score_token, output_upscaling.{0,1,3}, conv_s0/conv_s1 (SAM 2),
  *                            output_hypernetworks_mlps.i, iou_prediction_head, pred_obj_score_head
  *   obj_ptr_proj             Linear or 3-layer MLP (use_obj_ptrs_in_encoder)
  *   obj_ptr_tpos_proj        Linear C -> mem_dim (proj_tpos_enc_in_obj_ptrs)
@@ -33,8 +38,8 @@
  * not tell which of the three attentions it was trained with.
  */
 import {
-  VARIANTS, preset,
-  type AttentionConfig, type EfficientTAMConfig, type Variant,
+  ALL_VARIANTS, VARIANTS, hieraSettings, isHiera, preset,
+  type AttentionConfig, type EfficientTAMConfig, type FpnNeckConfig, type HieraConfig, type ViTConfig, type ViTDetNeckConfig, type Variant,
 } from '../model/config.js';
 
 /** One tensor of a state dict. */
@@ -119,7 +124,7 @@ class Builder {
 
 /** backbones.vitdet.ViT */
 function vit(b: Builder, cfg: EfficientTAMConfig): void {
-  const t = cfg.image_encoder.trunk as EfficientTAMConfig['image_encoder']['trunk'] & { init_values?: number | null; in_chans?: number };
+  const t = cfg.image_encoder.trunk as ViTConfig & { init_values?: number | null; in_chans?: number };
   const E = t.embed_dim, p = t.patch_size;
   b.conv('patch_embed.proj', t.in_chans ?? 3, E, p);
   if (t.use_abs_pos ?? true) {
@@ -147,9 +152,33 @@ function vit(b: Builder, cfg: EfficientTAMConfig): void {
   }
 }
 
+/** sam2 backbones.hieradet.Hiera */
+function hiera(b: Builder, t: HieraConfig): void {
+  const h = hieraSettings(t);
+  const E = h.embedDim;
+  b.param('pos_embed', [1, E, ...h.bkgSize]);
+  b.param('pos_embed_window', [1, E, h.windowSpec[0]!, h.windowSpec[0]!]);
+  b.conv('patch_embed.proj', 3, E, 7);
+  h.blocks.forEach(({ dim, dimOut }, i) => {
+    const blk = b.sub('blocks').sub(i);
+    blk.norm('norm1', dim);
+    blk.linear('attn.qkv', dim, 3 * dimOut);
+    blk.linear('attn.proj', dimOut, dimOut);
+    blk.norm('norm2', dimOut);
+    blk.mlp('mlp', dimOut, Math.floor(dimOut * 4.0), dimOut, 2);
+    if (dim !== dimOut) blk.linear('proj', dim, dimOut);
+  });
+}
+
+/** sam2 backbones.image_encoder.FpnNeck: a lateral conv per backbone channel */
+function fpnNeck(b: Builder, n: FpnNeckConfig): void {
+  const k = n.kernel_size ?? 1;
+  n.backbone_channel_list.forEach((dim, i) => b.sub('convs').sub(i).conv('conv', dim, n.d_model, k));
+}
+
 /** backbones.image_encoder.ViTDetNeck */
 function neck(b: Builder, cfg: EfficientTAMConfig): void {
-  const n = cfg.image_encoder.neck;
+  const n = cfg.image_encoder.neck as ViTDetNeckConfig;
   const d = n.d_model;
   const useNorm = n.neck_norm !== null && n.neck_norm !== undefined;
   n.backbone_channel_list.forEach((dim, i) => {
@@ -262,7 +291,11 @@ function maskDecoder(b: Builder, cfg: EfficientTAMConfig, C: number): void {
   up.norm(1, C / 4);
   up.convTranspose(3, C / 4, C / 8, 2);
   // EfficientTAMBase sets use_high_res_features_in_sam to False whatever the config says, so
-  // conv_s0 / conv_s1 never exist.
+  // conv_s0 / conv_s1 exist only in SAM 2 (a Hiera trunk).
+  if (cfg.use_high_res_features_in_sam && isHiera(cfg.image_encoder.trunk)) {
+    b.conv('conv_s0', C, C / 8, 1);
+    b.conv('conv_s1', C, C / 4, 1);
+  }
   for (let i = 0; i < numMaskTokens; i++) b.sub('output_hypernetworks_mlps').mlp(i, C, C, C / 8, 3);
   b.mlp('iou_prediction_head', C, iouHidden, numMaskTokens, 3);
   if (cfg.pred_obj_scores) {
@@ -290,8 +323,14 @@ export function buildManifest(cfg: EfficientTAMConfig): Manifest {
   if (extra.no_obj_embed_spatial) b.param('no_obj_embed_spatial', [1, memDim]);
 
   const ie = b.sub('image_encoder');
-  vit(ie.sub('trunk'), cfg);
-  neck(ie.sub('neck'), cfg);
+  const trunk = cfg.image_encoder.trunk;
+  if (isHiera(trunk)) {
+    hiera(ie.sub('trunk'), trunk);
+    fpnNeck(ie.sub('neck'), cfg.image_encoder.neck as FpnNeckConfig);
+  } else {
+    vit(ie.sub('trunk'), cfg);
+    neck(ie.sub('neck'), cfg);
+  }
   if (cfg.use_obj_ptrs_in_encoder) b.conv('mask_downsample', 1, 1, 4);
   memoryAttention(b.sub('memory_attention'), cfg);
   memoryEncoder(b.sub('memory_encoder'), cfg);
@@ -360,5 +399,7 @@ export function diffManifest(file: TensorListing, m: Manifest): ManifestDiff {
 export const diffIsEmpty = (d: ManifestDiff): boolean =>
   d.missing.length === 0 && d.misShaped.length === 0 && d.unexpected.length === 0;
 
-/** The official variants, for callers that iterate over them. */
-export const OFFICIAL_VARIANTS: readonly Variant[] = VARIANTS;
+/** The official variants (EfficientTAM, SAM 2, SAM 2.1), for callers that iterate over them. */
+export const OFFICIAL_VARIANTS: readonly Variant[] = ALL_VARIANTS;
+/** The eight EfficientTAM variants. */
+export const EFFICIENTTAM_VARIANTS: readonly Variant[] = VARIANTS;

@@ -1,7 +1,16 @@
 /**
  * Which official variant a weights file is, and whether it fits a given config.
  *
- * What the tensors tell: the ViT width (image_encoder.trunk.patch_embed.proj.weight [E, 3, 16, 16]:
+ * SAM 2 / SAM 2.1 (a Hiera trunk: `image_encoder.trunk.pos_embed_window`): the tensors tell
+ * everything but the input size. The size is Hiera's width (96: tiny and small, which differ in
+ * blocks, 12 or 16; 112: base_plus; 144: large); SAM 2.1 has two tensors SAM 2 lacks,
+ * `no_obj_embed_spatial` and `obj_ptr_tpos_proj` (its third new setting,
+ * use_signed_tpos_enc_to_obj_ptrs, has no tensor and comes with them in every SAM 2.1 config).
+ * A file with one of the two and not the other is neither, and is reported as such. The input
+ * size is 1024 (every official config) unless `imageSize` says otherwise (any multiple of 32: no
+ * weight depends on it).
+ *
+ * EfficientTAM: what the tensors tell: the ViT width (image_encoder.trunk.patch_embed.proj.weight [E, 3, 16, 16]:
  * 192 for Ti, 384 for S). What they cannot tell:
  *   - the input size: the 512x512 and 1024 variants have exactly the same tensors (the ViT's
  *     pos_embed is stored at its pretraining size, [1, 197, E], and interpolated at run time);
@@ -13,13 +22,20 @@
  * says which of its parts were guessed.
  */
 import type { SafetensorsFile } from '../io/safetensors.js';
-import { VARIANTS, preset, type EfficientTAMConfig, type Variant } from '../model/config.js';
+import {
+  ALL_VARIANTS, SAM2_VARIANTS, VARIANTS, isHiera, isSam2Variant, preset, withImageSize,
+  type EfficientTAMConfig, type EfficientTAMVariant, type Sam2Variant, type Variant,
+} from '../model/config.js';
 import { buildManifest, diffManifest, manifest, type ManifestDiff, type TensorListing } from './manifest.js';
 
 export type CrossAttention = 'full' | 'pool1' | 'pool2';
 
 const TRUNK_WEIGHT = 'image_encoder.trunk.patch_embed.proj.weight';
 const FAMILY_BY_WIDTH: Record<number, 'ti' | 's'> = { 192: 'ti', 384: 's' };
+/** Only Hiera (SAM 2) has it. */
+const HIERA_WEIGHT = 'image_encoder.trunk.pos_embed_window';
+/** The tensors SAM 2.1 adds to SAM 2. */
+const SAM21_TENSORS = ['no_obj_embed_spatial', 'obj_ptr_tpos_proj.weight'];
 
 export class VariantError extends Error {
   override name = 'VariantError';
@@ -46,7 +62,9 @@ export interface DetectOptions {
 export interface DetectedVariant {
   variant: Variant;
   config: EfficientTAMConfig;
-  /** ViT width found in the file */
+  /** the model family */
+  family: 'efficienttam' | 'sam2' | 'sam2.1';
+  /** the trunk's width found in the file (the ViT's, or Hiera's first stage) */
   trunkWidth: number;
   /** Where the input size and the cross-attention came from. */
   imageSizeFrom: 'option' | 'metadata' | 'file name' | 'default';
@@ -67,15 +85,59 @@ const sizeOf = (v: Variant): number => (v.endsWith('_512x512') ? 512 : 1024);
 const attnOf = (v: Variant): CrossAttention => (v.endsWith('_1') ? 'pool1' : v.endsWith('_2') ? 'pool2' : 'full');
 
 /** The longest official variant name inside `text` (e.g. a file name), if any. */
-function variantIn(text: string | undefined): Variant | undefined {
+function variantIn(text: string | undefined, among: readonly Variant[] = VARIANTS): Variant | undefined {
   if (!text) return undefined;
   const base = text.split(/[\\/]/).pop()!.toLowerCase();
   // longest first, so "efficienttam_ti_512x512" wins over "efficienttam_ti"
-  const sorted = [...VARIANTS].sort((a, b) => b.length - a.length);
-  return sorted.find((v) => new RegExp(`${v}(?![a-z0-9])`).test(base));
+  const sorted = [...among].sort((a, b) => b.length - a.length);
+  return sorted.find((v) => new RegExp(`(?<![a-z0-9.])${v.replace('.', '\\.')}(?![a-z0-9])`).test(base));
 }
 
-/** The ViT width stored in a file, or undefined when it is not an EfficientTAM state dict. */
+/** A short description of a variant's trunk ("ViT 192-d", "Hiera 96-d"). */
+const trunkOf = (v: Variant): string => isSam2Variant(v)
+  ? `${v.startsWith('sam2.1') ? 'SAM 2.1' : 'SAM 2'}, Hiera ${preset(v).image_encoder.trunk.embed_dim}-d`
+  : `EfficientTAM, ViT ${preset(v).image_encoder.trunk.embed_dim}-d`;
+
+/**
+ * The official SAM 2 / SAM 2.1 variant whose tensors a Hiera file has, from Hiera's width and
+ * block count and the SAM 2.1 tensors; a VariantError when it is none.
+ */
+function sam2VariantOf(file: TensorListing & { has(name: string): boolean; source?: string }): { variant: Sam2Variant; width: number } {
+  const src = file.source ?? 'the weights';
+  const width = file.info(TRUNK_WEIGHT).shape[0]!;
+  let blocks = 0;
+  for (const n of file.names()) {
+    const m = /^image_encoder\.trunk\.blocks\.(\d+)\./.exec(n);
+    if (m) blocks = Math.max(blocks, Number(m[1]) + 1);
+  }
+  const size = width === 96 ? (blocks === 12 ? 'tiny' : blocks === 16 ? 'small' : undefined)
+    : width === 112 ? 'base_plus' : width === 144 ? 'large' : undefined;
+  if (!size) {
+    throw new VariantError(`${src}: a SAM 2 (Hiera) state dict of width ${width} with ${blocks} blocks, which is no official ` +
+      'variant\'s (96-d with 12 blocks: tiny, 96-d with 16: small, 112-d: base_plus, 144-d: large); give its config');
+  }
+  const has21 = SAM21_TENSORS.map((n) => file.has(n));
+  if (has21[0] !== has21[1]) {
+    const [yes, no] = has21[0] ? SAM21_TENSORS : [...SAM21_TENSORS].reverse();
+    throw new VariantError(`${src}: has ${yes} but not ${no}, so it is neither SAM 2 (neither tensor) nor SAM 2.1 (both); ` +
+      'the settings that go with them cannot be told: give the model\'s config');
+  }
+  return { variant: `${has21[0] ? 'sam2.1' : 'sam2'}_hiera_${size}` as Sam2Variant, width };
+}
+
+/** The official variant a file looks like, whatever its family (undefined when it fits none). */
+export function looksLike(file: TensorListing & { has(name: string): boolean; source?: string }): Variant | undefined {
+  if (!file.has(TRUNK_WEIGHT)) return undefined;
+  try {
+    if (file.has(HIERA_WEIGHT)) return sam2VariantOf(file).variant;
+  } catch {
+    return undefined;
+  }
+  const family = FAMILY_BY_WIDTH[file.info(TRUNK_WEIGHT).shape[0]!];
+  return family ? `efficienttam_${family}` : undefined;
+}
+
+/** The trunk width stored in a file (the ViT's or Hiera's), or undefined when it is not a model state dict. */
 export function trunkWidth(file: TensorListing & { has(name: string): boolean }): number | undefined {
   return file.has(TRUNK_WEIGHT) ? file.info(TRUNK_WEIGHT).shape[0] : undefined;
 }
@@ -99,7 +161,12 @@ function describeDiff(d: ManifestDiff, limit = 8): string {
 export function detectVariant(file: SafetensorsFile, opts: DetectOptions = {}): DetectedVariant {
   const width = trunkWidth(file);
   if (width === undefined) {
-    throw new VariantError(`${file.source}: not an EfficientTAM state dict (it has no "${TRUNK_WEIGHT}")`);
+    throw new VariantError(`${file.source}: not an EfficientTAM or SAM 2 state dict (it has no "${TRUNK_WEIGHT}")`);
+  }
+  if (file.has(HIERA_WEIGHT)) return detectSam2(file, opts);
+  if (opts.variant && isSam2Variant(opts.variant)) {
+    throw new VariantError(`${file.source}: these weights are EfficientTAM's (a ViT trunk, width ${width}), not ${opts.variant} (${trunkOf(opts.variant)})`,
+      FAMILY_BY_WIDTH[width] ? `efficienttam_${FAMILY_BY_WIDTH[width]}` : undefined);
   }
   const family = FAMILY_BY_WIDTH[width];
   if (!family) {
@@ -152,16 +219,61 @@ export function detectVariant(file: SafetensorsFile, opts: DetectOptions = {}): 
       : `${file.source}: these weights look like ${looks} (trunk width ${width}), not ${variant} (trunk width ${preset(variant).image_encoder.trunk.embed_dim})`;
     throw new VariantError(`${head}:\n${describeDiff(diff)}`, variant.startsWith(`efficienttam_${family}`) ? undefined : looks, diff);
   }
-  return { variant, config: preset(variant), trunkWidth: width, imageSizeFrom, crossAttentionFrom, notes };
+  return { variant, config: preset(variant), family: 'efficienttam', trunkWidth: width, imageSizeFrom, crossAttentionFrom, notes };
+}
+
+/** detectVariant for a Hiera (SAM 2 / SAM 2.1) file. */
+function detectSam2(file: SafetensorsFile, opts: DetectOptions): DetectedVariant {
+  const { variant: found, width } = sam2VariantOf(file);
+  const notes: string[] = [];
+  if (opts.crossAttention && opts.crossAttention !== 'full') {
+    throw new VariantError(`${file.source}: ${found} has the plain RoPE memory attention; crossAttention '${opts.crossAttention}' is EfficientTAM's`);
+  }
+  let variant: Variant = found;
+  if (opts.variant && opts.variant !== found) {
+    const why = isSam2Variant(opts.variant) && opts.variant.replace('sam2.1_', 'sam2_') === found.replace('sam2.1_', 'sam2_')
+      ? `(SAM 2.1 has ${SAM21_TENSORS.join(' and ')}; SAM 2 has neither; this file has ${found.startsWith('sam2.1') ? 'both' : 'neither'})`
+      : `(${trunkOf(found)}, not ${trunkOf(opts.variant)})`;
+    throw new VariantError(`${file.source}: these weights look like ${found}, not ${opts.variant} ${why}`, found,
+      diffManifest(file, manifest(opts.variant)));
+  }
+  const named = variantIn(file.source, SAM2_VARIANTS) ?? variantIn(file.metadata['variant'], SAM2_VARIANTS);
+  if (named && named !== found) notes.push(`the name says ${named}, but the tensors are ${found}'s`);
+  let size = 1024;
+  let imageSizeFrom: DetectedVariant['imageSizeFrom'] = 'default';
+  if (opts.imageSize !== undefined) { size = opts.imageSize; imageSizeFrom = 'option'; }
+  else if (file.metadata['image_size']) { size = Number(file.metadata['image_size']); imageSizeFrom = 'metadata'; }
+  if (!(Number.isInteger(size) && size > 0 && size % 32 === 0)) {
+    throw new VariantError(`image size ${size}: SAM 2 takes a multiple of 32 (the official configs use 1024)`);
+  }
+  const diff = diffManifest(file, manifest(variant));
+  if (diff.missing.length || diff.misShaped.length || diff.unexpected.length) {
+    throw new VariantError(`${file.source}: the tensors do not match ${variant}:\n${describeDiff(diff)}`, undefined, diff);
+  }
+  const config = size === 1024 ? preset(variant) : withImageSize(preset(variant), size);
+  return {
+    variant, config, family: found.startsWith('sam2.1') ? 'sam2.1' : 'sam2', trunkWidth: width, imageSizeFrom,
+    crossAttentionFrom: 'default', notes,
+  };
 }
 
 /** The official variant whose preset this config is (same tensors, input size and attention), if any. */
 export function officialVariantOf(cfg: EfficientTAMConfig): Variant | undefined {
+  if (isHiera(cfg.image_encoder.trunk)) {
+    // SAM 2: the input size is a run-time choice (no tensor depends on it); the settings must be the preset's
+    const m = buildManifest(cfg);
+    const flags = ['no_obj_embed_spatial', 'add_tpos_enc_to_obj_ptrs', 'proj_tpos_enc_in_obj_ptrs', 'use_signed_tpos_enc_to_obj_ptrs'];
+    return SAM2_VARIANTS.find((v) => {
+      const d = diffManifest(listing(m), manifest(v));
+      const p = preset(v) as Record<string, unknown>, c = cfg as Record<string, unknown>;
+      return !d.missing.length && !d.misShaped.length && !d.unexpected.length && flags.every((f) => !!p[f] === !!c[f]);
+    });
+  }
   const target = cfg.memory_attention?.layer?.cross_attention?._target_ ?? '';
   const attn: CrossAttention = target.endsWith('EfficientRoPEAttention1') ? 'pool1'
     : target.endsWith('EfficientRoPEAttention2') ? 'pool2' : 'full';
   const m = buildManifest(cfg);
-  for (const v of VARIANTS) {
+  for (const v of VARIANTS as readonly EfficientTAMVariant[]) {
     if (sizeOf(v) !== cfg.image_size || attnOf(v) !== attn) continue;
     const d = diffManifest(listing(m), manifest(v));
     if (!d.missing.length && !d.misShaped.length && !d.unexpected.length) return v;
@@ -183,24 +295,38 @@ function listing(m: { name: string; shape: number[] }[]): TensorListing {
  */
 export function checkWeightsForConfig(file: SafetensorsFile, cfg: EfficientTAMConfig): void {
   const diff = diffManifest(file, buildManifest(cfg));
-  if (!diff.missing.length && !diff.misShaped.length) return;
-
   const want = officialVariantOf(cfg);
+  const hiera = isHiera(cfg.image_encoder.trunk);
+  if (!diff.missing.length && !diff.misShaped.length) {
+    // a SAM 2.1 file into a SAM 2 config has all it needs and two tensors more: still the wrong model
+    const fileV = hiera && want && diff.unexpected.length ? looksLike(file) : undefined;
+    if (!(fileV && isSam2Variant(fileV) && fileV !== want)) return;
+  }
   const wantWidth = cfg.image_encoder.trunk.embed_dim;
   const wantName = want ?? `the given config (trunk width ${wantWidth}, image size ${cfg.image_size})`;
   const width = trunkWidth(file);
   // Does the file fit an official variant? Prefer one with the config's input size and attention.
   let looks: Variant | undefined;
-  const family = width !== undefined ? FAMILY_BY_WIDTH[width] : undefined;
+  const family = width !== undefined && !file.has(HIERA_WEIGHT) ? FAMILY_BY_WIDTH[width] : undefined;
   if (family) {
     const candidates = VARIANTS.filter((v) => v.startsWith(`efficienttam_${family}`))
       .filter((v) => { const d = diffManifest(file, manifest(v)); return !d.missing.length && !d.misShaped.length && !d.unexpected.length; });
     const attn = attnOf(want ?? 'efficienttam_ti');
     looks = candidates.find((v) => sizeOf(v) === cfg.image_size && attnOf(v) === attn)
       ?? candidates.find((v) => sizeOf(v) === cfg.image_size) ?? candidates[0];
+  } else if (file.has(HIERA_WEIGHT)) {
+    const v = looksLike(file);
+    if (v) { const d = diffManifest(file, manifest(v)); if (!d.missing.length && !d.misShaped.length && !d.unexpected.length) looks = v; }
   }
+  const kind = (sam2: boolean) => (sam2 ? 'Hiera' : 'trunk');
   const head = looks
-    ? `${file.source}: these weights look like ${looks} (trunk width ${width}), not ${wantName}${want ? ` (trunk width ${wantWidth})` : ''}`
+    ? isSam2Variant(looks) !== hiera || (want && isSam2Variant(want) && isSam2Variant(looks))
+      ? `${file.source}: these weights look like ${looks} (${trunkOf(looks)}), not ${wantName}${want ? ` (${trunkOf(want)})` : ` (a ${hiera ? 'Hiera' : 'ViT'} trunk)`}`
+      : `${file.source}: these weights look like ${looks} (${kind(isSam2Variant(looks))} width ${width}), not ${wantName}${want ? ` (${kind(hiera)} width ${wantWidth})` : ''}`
     : `${file.source}: the weights do not fit ${wantName}`;
-  throw new VariantError(`${head}\n${describeDiff({ ...diff, unexpected: [] })}`, looks, diff);
+  const shown = diff.missing.length || diff.misShaped.length ? { ...diff, unexpected: [] } : diff;
+  throw new VariantError(`${head}\n${describeDiff(shown)}`, looks, diff);
 }
+
+/** Every official variant (for the CLI's and the demo's lists). */
+export const OFFICIAL_VARIANT_NAMES: readonly Variant[] = ALL_VARIANTS;

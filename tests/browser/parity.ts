@@ -12,11 +12,34 @@ import { formatTable, type GoldenRow } from '../../src/golden/compare.js';
 import { imageEncoderStage } from '../../src/golden/stages.js';
 import { promptStage } from '../../src/golden/stages_prompt.js';
 import { replayScript } from '../../src/golden/stages_video.js';
+import { caseModel } from '../../src/golden/stages.js';
+import { EfficientTAM } from '../../src/model/efficienttam.js';
+import type { PrepareReport } from '../../src/tune/prepare.js';
 
 export interface ParityRequest {
   case: string;
   what: 'prompts' | 'video';
+  /**
+   * The tuned path: before the first run, the case's model gets its kernel table (tuning 'auto',
+   * stored in IndexedDB) within this budget, and its pipelines compiled ahead; later runs on the
+   * page use that table.
+   */
+  tuneBudgetMs?: number;
 }
+
+/** What the kernel preparation did (PrepareReport without the table itself). */
+export interface KernelSummary extends Omit<PrepareReport, 'table'> {
+  classes: number;
+  /** classes whose kernel differs from the adapter's default */
+  changed: string[];
+  adapter: string;
+}
+
+const summary = ({ table, ...r }: PrepareReport, adapter: string): KernelSummary => ({
+  ...r,
+  classes: table?.entries.length ?? 0, changed: (table?.entries ?? []).filter((e) => e.chosen !== e.fallback).map((e) => `${e.op} ${e.class}: ${e.chosen}`),
+  adapter,
+});
 
 export interface ParityResult {
   rows: GoldenRow[];
@@ -30,6 +53,8 @@ export interface ParityResult {
   /** per tracked frame, ms (video) */
   frameMs: number[];
   adapter: string;
+  /** the kernel preparation, when this request did it (tuneBudgetMs) */
+  kernels?: KernelSummary;
 }
 
 const logEl = document.getElementById('log')!;
@@ -50,6 +75,17 @@ async function parity(req: ParityRequest): Promise<ParityResult> {
     cases.set(req.case, c);
   }
   const data = await c;
+  const info0 = (ctx.device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+  const adapter = info0 ? `${info0.vendor} ${info0.architecture}`.trim() : 'unknown';
+  let kernels: KernelSummary | undefined;
+  if (req.tuneBudgetMs !== undefined) {
+    const r = await caseModel(ctx, data).prepare({
+      budgetMs: req.tuneBudgetMs, timeSoftware: true,
+      onProgress: (p) => { if (p.stage === 'tune' && p.tune.entry) log(`tuning ${p.tune.done}/${p.tune.total} ${p.tune.op} ${p.tune.class}: ${p.tune.entry.chosen}`); },
+    });
+    kernels = summary(r, adapter);
+    log(`kernels: ${r.source}, ${r.timed} classes timed, ${r.compiled} pipelines compiled ahead`);
+  }
   const refs = data.tensors.names();
   const t0 = performance.now();
   const rows: GoldenRow[] = [];
@@ -73,17 +109,33 @@ async function parity(req: ParityRequest): Promise<ParityResult> {
       }
     }
   }
-  const info = (ctx.device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
   return {
-    rows, expected, presence, table: formatTable(rows), seconds: (performance.now() - t0) / 1000, frameMs,
-    adapter: info ? `${info.vendor} ${info.architecture}`.trim() : 'unknown',
+    rows, expected, presence, table: formatTable(rows), seconds: (performance.now() - t0) / 1000, frameMs, adapter, kernels,
   };
+}
+
+/**
+ * A later page on the same browser profile: the case's model prepared again (tuning 'auto') on a
+ * new device: the table stored in IndexedDB by `parity` is used, nothing is timed.
+ */
+async function kernelsAgain(caseName: string): Promise<KernelSummary & { dispatches: number }> {
+  const ctx = await GpuContext.create();
+  const data = await fetchCase(`/shared/golden/${caseName}/`);
+  const m = EfficientTAM.load(ctx, data.weights, data.config);
+  const d0 = ctx.stats.dispatches;
+  const r = await m.prepare({ budgetMs: 60_000 });
+  const info = (ctx.device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+  const out = { ...summary(r, info ? `${info.vendor} ${info.architecture}`.trim() : 'unknown'), dispatches: ctx.stats.dispatches - d0 };
+  ctx.destroy();
+  return out;
 }
 
 declare global {
   interface Window {
     etamParity(req: ParityRequest): Promise<ParityResult>;
+    etamKernelsAgain(caseName: string): Promise<KernelSummary & { dispatches: number }>;
   }
 }
 window.etamParity = parity;
+window.etamKernelsAgain = kernelsAgain;
 logEl.textContent = 'ready';

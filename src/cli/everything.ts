@@ -12,7 +12,6 @@
  * is created only once the masks are made. A signal while the generator works cancels it.
  */
 import { basename, join } from 'node:path';
-import { decodeImageFile, type DecodedImage } from '../io/image.js';
 import { loadSharp } from '../io/sharp.js';
 import { rleCounts, rleToString } from '../io/rle.js';
 import { labelColor } from '../kernels/draw_masks.js';
@@ -21,7 +20,7 @@ import {
 } from '../model/automatic_mask_generator.js';
 import { CliError, getFlag, getNumber, getString, type CommandSpec, type OptionSpec, type ParsedArgs } from './args.js';
 import { buildModel, chooseModel, MODEL_OPTIONS } from './model.js';
-import { StopSignals, writeFileAtomic } from './files.js';
+import { StopSignals, writeFileAtomic, readImageArg } from './files.js';
 import { checkOutDir, CocoWriter, encodeRgb, maskPng, overlay, prepareOutDir } from './outputs.js';
 import { Progress } from './progress.js';
 import type { Output } from './main.js';
@@ -107,12 +106,7 @@ export async function everything(p: ParsedArgs, out: Output): Promise<number> {
 
   async function run(): Promise<number> {
     const t0 = performance.now();
-    let image: DecodedImage;
-    try {
-      image = await decodeImageFile(imagePath);
-    } catch (e) {
-      throw new CliError(`cannot read ${imagePath} as an image: ${(e as Error).message.split('\n')[0]}`);
-    }
+    const image = await readImageArg(imagePath);
     const { width: W, height: H } = image;
     const choice = await chooseModel({
       weights: getString(p, 'weights'), variant: getString(p, 'variant'), imageSize: getNumber(p, 'image-size'),

@@ -13,6 +13,7 @@
 import * as fsp from 'node:fs/promises';
 import { rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { decodeImageFile, type DecodedImage } from '../io/image.js';
 import { CliError } from './args.js';
 
 /** The file operations outputs go through (a test may replace them, e.g. with a writer that fails). */
@@ -139,6 +140,15 @@ export class AtomicFile {
 }
 
 /** Writes a whole file atomically (temporary name, then rename). */
+/** The image a command was given, decoded; a file that is not one is a CliError naming it. */
+export async function readImageArg(path: string): Promise<DecodedImage> {
+  try {
+    return await decodeImageFile(path);
+  } catch (e) {
+    throw new CliError(`cannot read ${path} as an image: ${(e as Error).message.split('\n')[0]}`);
+  }
+}
+
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
   const f = await AtomicFile.create(path);
   try {

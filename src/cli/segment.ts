@@ -11,12 +11,11 @@
  * is created only once the image, the prompts and the weights are known to be good.
  */
 import { basename, join } from 'node:path';
-import { decodeImageFile, type DecodedImage } from '../io/image.js';
 import { loadSharp } from '../io/sharp.js';
 import { ImagePredictor, type PredictResult } from '../model/image_predictor.js';
 import { CliError, getFlag, getList, getNumber, getString, usageError, type CommandSpec, type ParsedArgs } from './args.js';
 import { buildModel, chooseModel, MODEL_OPTIONS } from './model.js';
-import { signalExitCode, StopSignals, writeFileAtomic } from './files.js';
+import { signalExitCode, StopSignals, writeFileAtomic, readImageArg } from './files.js';
 import { checkOutDir, CocoWriter, cocoAnnotation, colorOf, drawPrompts, encodeRgb, maskPng, overlay, prepareOutDir, type DrawnPrompt } from './outputs.js';
 import { checkOnImage, parseBox, parsePoint } from './prompts.js';
 import type { Output } from './main.js';
@@ -81,12 +80,7 @@ export async function segment(p: ParsedArgs, out: Output): Promise<number> {
 
   async function run(): Promise<number> {
     const t0 = performance.now();
-    let image: DecodedImage;
-    try {
-      image = await decodeImageFile(imagePath);
-    } catch (e) {
-      throw new CliError(`cannot read ${imagePath} as an image: ${(e as Error).message.split('\n')[0]}`);
-    }
+    const image = await readImageArg(imagePath);
     const { width: W, height: H } = image;
     checkOnImage(imagePath, points, undefined, W, H);
     boxes.forEach((b) => checkOnImage(imagePath, [], b, W, H));

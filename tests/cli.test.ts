@@ -11,12 +11,11 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { readSafetensorsFile, type SafetensorsFile } from '../src/io/safetensors.js';
-import { runCli, type Output } from '../src/cli/main.js';
 import { haveFfmpeg, openFrames, sortFrameNames } from '../src/cli/frames.js';
 import { drawPrompts, promptMarkSizes, readMaskPng, rleCounts, rleDecode, rleFromString, rleToString } from '../src/cli/outputs.js';
 import { outputFs, StopSignals } from '../src/cli/files.js';
 import { parseObjects, parsePoint } from '../src/cli/prompts.js';
-import { rng } from './helpers.js';
+import { cli, rng } from './helpers.js';
 
 const ROOT = resolve(__dirname, '..');
 const TINY = resolve(ROOT, '../shared/golden/tiny');
@@ -31,14 +30,6 @@ beforeAll(async () => {
   ref = await readSafetensorsFile(join(TINY, 'tensors.safetensors'));
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
-/** Runs the CLI here; returns the exit code and what it printed. */
-async function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const o = { stdout: '', stderr: '' };
-  const out: Output = { print: (l) => { o.stdout += `${l}\n`; }, note: (l) => { o.stderr += `${l}\n`; } };
-  const code = await runCli(argv, out);
-  return { code, ...o };
-}
 
 /** Mask k of a reference `masks_bits` [n, H, ceil(W/8)] (numpy packbits, first pixel in the high bit). */
 function refMask(name: string, k: number, from: SafetensorsFile = ref): Uint8Array {

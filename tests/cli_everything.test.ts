@@ -7,7 +7,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, type Output } from '../src/cli/main.js';
+import { cli } from './helpers.js';
 import { readMaskPng, rleDecode } from '../src/cli/outputs.js';
 import { unpackBits } from '../src/golden/compare.js';
 import { readSafetensorsFile, type SafetensorsFile } from '../src/io/safetensors.js';
@@ -24,13 +24,6 @@ beforeAll(async () => {
   ref = await readSafetensorsFile(join(TINY, 'tensors.safetensors'));
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
-async function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const o = { stdout: '', stderr: '' };
-  const out: Output = { print: (l) => { o.stdout += `${l}\n`; }, note: (l) => { o.stderr += `${l}\n`; } };
-  const code = await runCli(argv, out);
-  return { code, ...o };
-}
 
 describe('etam everything', () => {
   it('writes the reference\'s masks, in its order, as PNGs and COCO RLE with the official record fields', async () => {

@@ -7,7 +7,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, type Output } from '../src/cli/main.js';
+import { cli } from './helpers.js';
 
 const TINY = resolve(__dirname, '../../shared/golden/tiny');
 let cache: string;
@@ -22,13 +22,6 @@ afterAll(() => {
   else process.env.XDG_CACHE_HOME = oldCache;
   rmSync(cache, { recursive: true, force: true });
 });
-
-async function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const o = { stdout: '', stderr: '' };
-  const out: Output = { print: (l) => { o.stdout += `${l}\n`; }, note: (l) => { o.stderr += `${l}\n`; } };
-  const code = await runCli(argv, out);
-  return { code, ...o };
-}
 
 describe('etam tune', () => {
   it('times, stores (JSON: adapter, per operation the candidates\' ms and the choice); a second run reuses the table', async () => {

@@ -1,6 +1,7 @@
 /** Shared test helpers: one GPU context per test file, seeded random data, error measures. */
 import { GpuContext } from '../src/gpu/context.js';
 import type { ImageSource } from '../src/kernels/preprocess.js';
+import type { Output } from '../src/cli/main.js';
 
 let ctxPromise: Promise<GpuContext> | null = null;
 
@@ -164,4 +165,13 @@ export function movingDiscFrame(i: number): ImageSource {
     data[o + 2] = inside ? 60 : 90;
   }
   return { data, width: W, height: H, channels: 3 };
+}
+
+/** Runs the command line in this process; returns the exit code and what it printed. */
+export async function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const o = { stdout: '', stderr: '' };
+  const out: Output = { print: (l) => { o.stdout += `${l}\n`; }, note: (l) => { o.stderr += `${l}\n`; } };
+  const { runCli } = await import('../src/cli/main.js'); // only the CLI tests load the CLI
+  const code = await runCli(argv, out);
+  return { code, ...o };
 }

@@ -6,9 +6,12 @@
  */
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { GpuContext } from '../src/gpu/context.js';
 import { loadCase } from '../src/golden/case.js';
 import { caseModel } from '../src/golden/stages.js';
 import type { ImageSource } from '../src/kernels/preprocess.js';
+import { EfficientTAM } from '../src/model/efficienttam.js';
+import { ImagePredictor } from '../src/model/image_predictor.js';
 import { VideoPredictor } from '../src/model/video_predictor.js';
 import { gpu } from './helpers.js';
 
@@ -51,4 +54,44 @@ describe('pipeline compiles per tracked frame', () => {
     expect(compiled.slice(2), `pipelines compiled after each frame: ${compiled.join(', ')}`).toEqual(
       new Array(n - 2).fill(compiled[1]));
   }, 300_000);
+
+  // create() compiles the model's pipelines ahead (its workload): the predictors' own small
+  // kernels too, so neither a first image nor a first tracked frame compiles anything. (A prompt
+  // of another shape, e.g. several boxes in one call, still compiles the decoder's kernels whose
+  // token counts are in their WGSL, once.)
+  for (const name of ['tiny', 'sam2_tiny']) {
+    it(`${name}: after create, a first image with a click and a first video with two objects compile nothing`, async () => {
+      const ctx = await GpuContext.create(); // its own: no pipeline from another test
+      const c = await loadCase(resolve(GOLDEN, name));
+      const m = await EfficientTAM.create(ctx, c.weights, c.config, { tuning: 'off', store: null });
+      expect(m.kernelReport?.compiled).toBeGreaterThan(0);
+      const steps: string[] = [];
+      let before = ctx.stats.pipelinesCompiled;
+      const note = (what: string) => {
+        steps.push(`${what}: ${ctx.stats.pipelinesCompiled - before}`);
+        before = ctx.stats.pipelinesCompiled;
+      };
+
+      const ip = new ImagePredictor(m);
+      ip.setImage(frame(0));
+      await ip.predict({ points: [[45, 32]], labels: [1] });
+      note('image, one click');
+      await ip.predict({ points: [[45, 32]], labels: [1], multimask: false, overlay: true });
+      note('image, one mask and an overlay');
+
+      const vp = new VideoPredictor(m, { frames: Array.from({ length: 3 }, (_, i) => frame(i)) });
+      (await vp.addPoints(0, 1, [[45, 32]], [1])).release();
+      (await vp.addPoints(0, 2, [[70, 16]], [1])).release();
+      note('video, two clicks');
+      for await (const fm of vp.propagate()) {
+        await fm.masks({ objId: 1 });
+        fm.release();
+        note(`frame ${fm.frameIndex}`);
+      }
+      vp.dispose();
+      m.release();
+      ctx.destroy();
+      expect(steps.join(', '), 'pipelines compiled at each step').toBe(steps.map((st) => `${st.split(':')[0]}: 0`).join(', '));
+    }, 300_000);
+  }
 });

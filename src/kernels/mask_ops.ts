@@ -8,7 +8,7 @@ import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { ERF_WGSL } from './matmul.js';
 import { upsampleTensor } from './mask_upsample.js';
-import { f32lit, grid1d, header1d } from './util.js';
+import { f32lit, grid1d, header1d, memoWGSL } from './util.js';
 
 const WG = 256;
 
@@ -23,21 +23,36 @@ const unaryExpr = (op: UnaryOp): string => {
   return `clamp(v, ${f32lit(op.clamp[0])}, ${f32lit(op.clamp[1])})`;
 };
 
+/**
+ * One kernel per op: the length is a uniform, so a batch of any number of prompts or objects
+ * (the predictors clamp their logits) shares the op's pipeline.
+ */
+const unaryWGSL = memoWGSL((op: UnaryOp): string => /* wgsl */ `
+// ---- kernel: unary ----
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<uniform> n: u32;
+${op === 'gelu' ? ERF_WGSL : ''}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.y * nwg.x + wid.x) * ${WG}u + lid;
+  if (i >= n) { return; }
+  let v = x[i];
+  out[i] = ${unaryExpr(op)};
+}
+`);
+
 /** out = op(x) element-wise: exact GELU (torch.nn.GELU()), sigmoid, or clamp(lo, hi). */
 export function unary(ctx: GpuContext, x: Tensor, op: UnaryOp, out?: Tensor): Tensor {
   const o = out ?? ctx.empty(x.shape);
   if (o.size !== x.size) throw new Error(`unary: out [${o.shape}] does not match x [${x.shape}]`);
   if (x.size === 0) return o;
-  const wgsl = /* wgsl */ `
-// ---- kernel: unary ----
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-${op === 'gelu' ? ERF_WGSL : ''}${header1d(x.size, WG)}
-  let v = x[i];
-  out[i] = ${unaryExpr(op)};
-}
-`;
-  ctx.run({ pipeline: ctx.pipeline('unary', wgsl), bindings: [x, o], workgroups: grid1d(Math.ceil(x.size / WG)).workgroups });
+  ctx.run({
+    pipeline: ctx.pipeline('unary', unaryWGSL(op)),
+    bindings: [x, o, ctx.uniform(new Uint32Array([x.size]))],
+    workgroups: grid1d(Math.ceil(x.size / WG)).workgroups,
+  });
   return o;
 }
 

@@ -3,9 +3,17 @@
  * and what is compiled ahead at load (tune/prepare.ts runs this under GpuContext.trace, a dry run
  * that computes nothing). Inputs are empty tensors of the real shapes; the memory bank is taken
  * with one frame and full (num_maskmem frames and their object pointers), the two ends of the
- * sizes memory attention sees.
+ * sizes memory attention sees. Then the predictors' own small kernels, so that a first image or a
+ * first tracked frame compiles nothing: preprocessing, the features + no_mem_embed, masks at an
+ * image's size, and one object tracked over two frames by the tracker itself (best-mask pick,
+ * object-pointer gate, mask for the memory, memory finish, the memory's position tables).
  */
+import { add } from '../kernels/elementwise.js';
+import { unary } from '../kernels/mask_ops.js';
+import { upsampleTensor } from '../kernels/mask_upsample.js';
+import { preprocessImage } from '../kernels/preprocess.js';
 import type { EfficientTAM } from './efficienttam.js';
+import { emptyBank, Tracker } from './tracker.js';
 
 export function modelWorkload(m: EfficientTAM): void {
   const ctx = m.ctx, S = m.imageSize, cfg = m.config;
@@ -41,6 +49,30 @@ export function modelWorkload(m: EfficientTAM): void {
     const Nm = frames * g * g + ptrTokens;
     const memory = ctx.empty([Nm, memDim]), memoryPos = ctx.empty([Nm, memDim]);
     held.push(memory, memoryPos, m.memoryAttention.forward({ curr, currPos, memory, memoryPos, numObjPtrTokens: ptrTokens }));
+  }
+
+  // the image predictor's: an image's preprocessing (every size shares its pipelines), the
+  // features + no_mem_embed, the low-res logits clamped, the masks as bytes, logits and an overlay
+  // at an image's size
+  held.push(preprocessImage(ctx, { data: new Uint8Array(2 * 2 * 3), width: 2, height: 2, channels: 3 }, S));
+  if (cfg.directly_add_no_mem_embed) held.push(add(ctx, enc.visionFeatures, m.noMemEmbed));
+  const lowRes = ctx.empty([1, 1, 4 * g, 4 * g]);
+  held.push(lowRes, unary(ctx, lowRes, { clamp: [-32, 32] }));
+  for (const mode of ['bytes', 'logits', 'overlay'] as const) held.push(upsampleTensor(ctx, lowRes, { H: 3, W: 5, mode, colors: [[255, 0, 0]] }));
+
+  // one object on two frames through the tracker: a click on its first frame, then tracked
+  const tracker = Tracker.of(m);
+  try {
+    const features = { visionFeats: enc.visionFeatures, visionPos: enc.visionPosEnc, highRes: enc.highResFeatures };
+    const step = { features, mask: null, numFrames: 2, reverse: false, runMemEncoder: true };
+    const bank = emptyBank();
+    const first = tracker.trackStep({ ...step, frameIdx: 0, isInitCondFrame: true, bank,
+      points: { coords: Float32Array.of(S / 2, S / 2), labels: Int32Array.of(1) } });
+    bank.cond.set(0, first);
+    const second = tracker.trackStep({ ...step, frameIdx: 1, isInitCondFrame: false, bank, points: null });
+    for (const o of [first, second]) held.push(o.predMasks, o.objPtr, o.objectScoreLogits, ...(o.maskmemFeatures ? [o.maskmemFeatures] : []));
+  } finally {
+    tracker.dispose();
   }
   for (const t of held) t.release();
 }

@@ -56,11 +56,10 @@ describe('pipeline compiles per tracked frame', () => {
   }, 300_000);
 
   // create() compiles the model's pipelines ahead (its workload): the predictors' own small
-  // kernels too, so neither a first image nor a first tracked frame compiles anything. (A prompt
-  // of another shape, e.g. several boxes in one call, still compiles the decoder's kernels whose
-  // token counts are in their WGSL, once.)
+  // kernels too, so neither a first image nor a first tracked frame compiles anything, whatever
+  // the prompts (clicks, boxes batched in any number, a mask input)
   for (const name of ['tiny', 'sam2_tiny']) {
-    it(`${name}: after create, a first image with a click and a first video with two objects compile nothing`, async () => {
+    it(`${name}: after create, a first image's prompts and a first video with two objects compile nothing`, async () => {
       const ctx = await GpuContext.create(); // its own: no pipeline from another test
       const c = await loadCase(resolve(GOLDEN, name));
       const m = await EfficientTAM.create(ctx, c.weights, c.config, { tuning: 'off', store: null });
@@ -76,13 +75,19 @@ describe('pipeline compiles per tracked frame', () => {
       ip.setImage(frame(0));
       await ip.predict({ points: [[45, 32]], labels: [1] });
       note('image, one click');
-      await ip.predict({ points: [[45, 32]], labels: [1], multimask: false, overlay: true });
+      const one = await ip.predict({ points: [[45, 32]], labels: [1], multimask: false, overlay: true });
       note('image, one mask and an overlay');
+      await ip.predict({ box: [[10, 10, 50, 40], [40, 20, 90, 60]], multimask: false });
+      note('image, two boxes');
+      await ip.predict({ box: [[10, 10, 50, 40], [40, 20, 90, 60], [1, 1, 9, 9]] });
+      note('image, three boxes, three masks each');
+      await ip.predict({ points: [[45, 32], [3, 3]], labels: [1, 0], maskInput: one.lowResLogits!, multimask: false });
+      note('image, two points and a mask input');
 
       const vp = new VideoPredictor(m, { frames: Array.from({ length: 3 }, (_, i) => frame(i)) });
       (await vp.addPoints(0, 1, [[45, 32]], [1])).release();
-      (await vp.addPoints(0, 2, [[70, 16]], [1])).release();
-      note('video, two clicks');
+      (await vp.addBox(0, 2, [60, 8, 80, 26])).release();
+      note('video, a click and a box');
       for await (const fm of vp.propagate()) {
         await fm.masks({ objId: 1 });
         fm.release();

@@ -1,7 +1,7 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { ERF_WGSL } from './matmul.js';
-import { grid1d } from './util.js';
+import { grid1d, memoWGSL } from './util.js';
 
 /**
  * torch.nn.ConvTranspose2d with kernel_size == stride (k) and no padding, as SAM's output_upscaling
@@ -23,10 +23,10 @@ export interface ConvTranspose2dOptions {
 
 const WG = 64;
 
-const convTWGSL = (B: number, H: number, W: number, Cin: number, Cout: number, k: number, bias: boolean, gelu: boolean,
+/** The batch size is a uniform (the output count): prompts batched in any number share a pipeline. */
+const convTWGSL = memoWGSL((H: number, W: number, Cin: number, Cout: number, k: number, bias: boolean, gelu: boolean,
   add: 'none' | 'same' | 'broadcast'): string => {
   const Ho = H * k, Wo = W * k;
-  const total = B * Ho * Wo * Cout;
   let slot = 2;
   const decl = (name: string, access: string) => `@group(0) @binding(${slot++}) var<storage, ${access}> ${name}: array<f32>;`;
   return /* wgsl */ `
@@ -36,12 +36,13 @@ const convTWGSL = (B: number, H: number, W: number, Cin: number, Cout: number, k
 ${bias ? decl('bias', 'read') : ''}
 ${add !== 'none' ? decl('addend', 'read') : ''}
 ${decl('out', 'read_write')}
+@group(0) @binding(${slot}) var<uniform> total: u32;   // B * Ho * Wo * Cout
 ${gelu ? ERF_WGSL : ''}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
   let o = (wid.y * nwg.x + wid.x) * ${WG}u + lid;
-  if (o >= ${total}u) { return; }
+  if (o >= total) { return; }
   let co = o % ${Cout}u;
   let pix = o / ${Cout}u;            // b * Ho * Wo + oy * Wo + ox
   let ox = pix % ${Wo}u;
@@ -61,7 +62,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   out[o] = v;
 }
 `;
-};
+});
 
 export function convTranspose2d(ctx: GpuContext, x: Tensor, weight: Tensor, bias: Tensor | undefined,
   opts: ConvTranspose2dOptions = {}): Tensor {
@@ -82,9 +83,10 @@ export function convTranspose2d(ctx: GpuContext, x: Tensor, weight: Tensor, bias
     throw new Error(`convTranspose2d: add [${a.shape}] is not [1 or ${B}, ${H * k}, ${W * k}, ${Cout}]`);
   }
   ctx.run({
-    pipeline: ctx.pipeline('conv_transpose2d', convTWGSL(B, H, W, Cin, Cout, k, !!bias, gelu,
-      !a ? 'none' : a.shape[0] === B ? 'same' : 'broadcast')),
-    bindings: [x, weight, ...(bias ? [bias] : []), ...(a ? [a] : []), out],
+    // a map of one image is read modulo its size, whatever the batch (B = 1 too: the same kernel)
+    pipeline: ctx.pipeline('conv_transpose2d', convTWGSL(H, W, Cin, Cout, k, !!bias, gelu,
+      !a ? 'none' : a.shape[0] === 1 ? 'broadcast' : 'same')),
+    bindings: [x, weight, ...(bias ? [bias] : []), ...(a ? [a] : []), out, ctx.uniform(new Uint32Array([out.size]))],
     workgroups: grid1d(Math.ceil(out.size / WG)).workgroups,
   });
   return out;

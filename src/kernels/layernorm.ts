@@ -22,12 +22,13 @@ import { assertShape, f32lit, grid1d, memoWGSL } from './util.js';
 
 const WG = 64;
 
-const layerNormWGSL = memoWGSL((rows: number, c: number, eps: number): string => /* wgsl */ `
-// ---- kernel: layer_norm (rows ${rows}, C ${c}) ----
+const layerNormWGSL = memoWGSL((c: number, eps: number): string => /* wgsl */ `
+// ---- kernel: layer_norm (C ${c}) ----
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> weight: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<uniform> rows: u32;
 
 const C = ${c}u;
 
@@ -35,7 +36,7 @@ const C = ${c}u;
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
   let row = (wid.y * nwg.x + wid.x) * ${WG}u + lid;
-  if (row >= ${rows}u) { return; }
+  if (row >= rows) { return; }
   let base = row * C;
 
   // pass 1: a first estimate of the mean
@@ -145,8 +146,8 @@ export function layerNorm(ctx: GpuContext, x: Tensor, weight: Tensor, bias: Tens
   const k = choose(ctx, LAYERNORM, { rows, c, eps }, kernel);
   if (k === 'row') {
     ctx.run({
-      pipeline: ctx.pipeline('layer_norm', layerNormWGSL(rows, c, eps)),
-      bindings: [x, weight, bias, o],
+      pipeline: ctx.pipeline('layer_norm', layerNormWGSL(c, eps)),
+      bindings: [x, weight, bias, o, ctx.uniform(new Uint32Array([rows]))],
       workgroups: grid1d(Math.ceil(rows / WG)).workgroups,
     });
   } else {

@@ -82,19 +82,31 @@ export function copyRows(ctx: GpuContext, src: Tensor, dst: Tensor, p: RowCopy):
   if (lastSrc > src.size || lastDst > dst.size) {
     throw new Error(`copyRows: out of bounds (src [${src.shape}] needs ${lastSrc}, dst [${dst.shape}] needs ${lastDst})`);
   }
-  const wgsl = /* wgsl */ `
-// ---- kernel: copy_rows ----
-@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
-${header1d(n, WG)}
-  let r = i / ${p.rowLen}u;
-  let j = i % ${p.rowLen}u;
-  dst[${dof}u + r * ${p.dstStride}u + j] = src[${so}u + r * ${p.srcStride}u + j];
-}
-`;
-  ctx.run({ pipeline: ctx.pipeline('copy_rows', wgsl), bindings: [src, dst], workgroups: grid1d(Math.ceil(n / WG)).workgroups });
+  ctx.run({
+    pipeline: ctx.pipeline('copy_rows', COPY_ROWS_WGSL),
+    bindings: [src, dst, ctx.uniform(new Uint32Array([n, p.rowLen, so, p.srcStride, dof, p.dstStride]))],
+    workgroups: grid1d(Math.ceil(n / WG)).workgroups,
+  });
   return dst;
 }
+
+/** Sizes and offsets are uniforms: every copy (any token, batch or stride) shares one pipeline. */
+const COPY_ROWS_WGSL = /* wgsl */ `
+// ---- kernel: copy_rows ----
+struct Copy { n: u32, rowLen: u32, srcOffset: u32, srcStride: u32, dstOffset: u32, dstStride: u32 }
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<uniform> Z: Copy;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.y * nwg.x + wid.x) * ${WG}u + lid;
+  if (i >= Z.n) { return; }
+  let r = i / Z.rowLen;
+  let j = i % Z.rowLen;
+  dst[Z.dstOffset + r * Z.dstStride + j] = src[Z.srcOffset + r * Z.srcStride + j];
+}
+`;
 
 /** Token `t` of x [B, N, C] -> [B, C]. */
 export function selectToken(ctx: GpuContext, x: Tensor, t: number): Tensor {
@@ -116,18 +128,30 @@ export function broadcastAdd(ctx: GpuContext, a: Tensor, b: Tensor, shape: reado
     throw new Error(`broadcastAdd: [${a.shape}] and [${b.shape}] do not broadcast onto [${shape}]`);
   }
   if (out.size === 0) return out;
-  const wgsl = /* wgsl */ `
+  ctx.run({
+    pipeline: ctx.pipeline('broadcast_add', BROADCAST_ADD_WGSL),
+    bindings: [a, b, out, ctx.uniform(new Uint32Array([out.size, a.size, b.size]))],
+    workgroups: grid1d(Math.ceil(out.size / WG)).workgroups,
+  });
+  return out;
+}
+
+/** Sizes are uniforms: one pipeline for every batch. */
+const BROADCAST_ADD_WGSL = /* wgsl */ `
 // ---- kernel: broadcast_add ----
+struct Sizes { n: u32, a: u32, b: u32 }
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-${header1d(out.size, WG)}
-  out[i] = a[i % ${a.size}u] + b[i % ${b.size}u];
+@group(0) @binding(3) var<uniform> Z: Sizes;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.y * nwg.x + wid.x) * ${WG}u + lid;
+  if (i >= Z.n) { return; }
+  out[i] = a[i % Z.a] + b[i % Z.b];
 }
 `;
-  ctx.run({ pipeline: ctx.pipeline('broadcast_add', wgsl), bindings: [a, b, out], workgroups: grid1d(Math.ceil(out.size / WG)).workgroups });
-  return out;
-}
 
 // ------------------------------------------------------------------------------------------------
 // mask selection

@@ -5,8 +5,10 @@
  * with one frame and full (num_maskmem frames and their object pointers), the two ends of the
  * sizes memory attention sees. Then the predictors' own small kernels, so that a first image or a
  * first tracked frame compiles nothing: preprocessing, the features + no_mem_embed, masks at an
- * image's size, and one object tracked over two frames by the tracker itself (best-mask pick,
- * object-pointer gate, mask for the memory, memory finish, the memory's position tables).
+ * image's size, and objects tracked by the tracker itself (a click and then a tracked frame, a box:
+ * best-mask pick, object-pointer gate, mask for the memory, memory finish, the memory's position
+ * tables). Prompts batched in any number share the decoder's pipelines: its kernels that see the
+ * batch take their sizes as uniforms.
  */
 import { add } from '../kernels/elementwise.js';
 import { unary } from '../kernels/mask_ops.js';
@@ -35,6 +37,10 @@ export function modelWorkload(m: EfficientTAM): void {
     });
     held.push(r.masks, r.iouPred, r.samTokensOut, r.objectScoreLogits);
   }
+  // a mask prompt (earlier logits) through the prompt encoder's downscaling
+  const m4 = pe.maskInputSize;
+  const maskPrompt = ctx.empty([1, m4, m4]);
+  held.push(maskPrompt, pe.embedMasks(maskPrompt));
 
   // memory encoder
   const masks = ctx.empty([1, S, S, 1]);
@@ -70,7 +76,10 @@ export function modelWorkload(m: EfficientTAM): void {
       points: { coords: Float32Array.of(S / 2, S / 2), labels: Int32Array.of(1) } });
     bank.cond.set(0, first);
     const second = tracker.trackStep({ ...step, frameIdx: 1, isInitCondFrame: false, bank, points: null });
-    for (const o of [first, second]) held.push(o.predMasks, o.objPtr, o.objectScoreLogits, ...(o.maskmemFeatures ? [o.maskmemFeatures] : []));
+    // another object given by a box (one mask, not three)
+    const boxed = tracker.trackStep({ ...step, frameIdx: 0, isInitCondFrame: true, bank: emptyBank(), runMemEncoder: false,
+      points: { coords: Float32Array.of(0, 0, S / 2, S / 2), labels: Int32Array.of(2, 3) } });
+    for (const o of [first, second, boxed]) held.push(o.predMasks, o.objPtr, o.objectScoreLogits, ...(o.maskmemFeatures ? [o.maskmemFeatures] : []));
   } finally {
     tracker.dispose();
   }

@@ -66,7 +66,7 @@ export function modelWorkload(m: EfficientTAM): void {
   held.push(lowRes, unary(ctx, lowRes, { clamp: [-32, 32] }));
   for (const mode of ['bytes', 'logits', 'overlay'] as const) held.push(upsampleTensor(ctx, lowRes, { H: 3, W: 5, mode, colors: [[255, 0, 0]] }));
 
-  // one object on two frames through the tracker: a click on its first frame, then tracked
+  // objects through the tracker: a click on a first frame, then a tracked frame; a box
   const tracker = Tracker.of(m);
   try {
     const features = { visionFeats: enc.visionFeatures, visionPos: enc.visionPosEnc, highRes: enc.highResFeatures };

@@ -33,11 +33,7 @@ const unaryWGSL = memoWGSL((op: UnaryOp): string => /* wgsl */ `
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<uniform> n: u32;
 ${op === 'gelu' ? ERF_WGSL : ''}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.y * nwg.x + wid.x) * ${WG}u + lid;
-  if (i >= n) { return; }
+${header1d('n', WG)}
   let v = x[i];
   out[i] = ${unaryExpr(op)};
 }
@@ -97,11 +93,7 @@ struct Copy { n: u32, rowLen: u32, srcOffset: u32, srcStride: u32, dstOffset: u3
 @group(0) @binding(0) var<storage, read> src: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<uniform> Z: Copy;
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.y * nwg.x + wid.x) * ${WG}u + lid;
-  if (i >= Z.n) { return; }
+${header1d('Z.n', WG)}
   let r = i / Z.rowLen;
   let j = i % Z.rowLen;
   dst[Z.dstOffset + r * Z.dstStride + j] = src[Z.srcOffset + r * Z.srcStride + j];
@@ -144,11 +136,7 @@ struct Sizes { n: u32, a: u32, b: u32 }
 @group(0) @binding(1) var<storage, read> b: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> Z: Sizes;
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.y * nwg.x + wid.x) * ${WG}u + lid;
-  if (i >= Z.n) { return; }
+${header1d('Z.n', WG)}
   out[i] = a[i % Z.a] + b[i % Z.b];
 }
 `;

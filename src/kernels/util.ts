@@ -27,15 +27,16 @@ export function assertShape(name: string, shape: readonly number[], expected: re
 
 /**
  * WGSL opening of a flat element-wise kernel: `fn main` over workgroups of `wg` invocations laid
- * out by grid1d, defining `i` (the flat element index) and returning past `n`. The caller closes
- * the function body.
+ * out by grid1d, defining `i` (the flat element index) and returning past `n`: a number (written
+ * into the WGSL) or a WGSL u32 expression such as a uniform's field (one pipeline for every size).
+ * The caller closes the function body.
  */
-export const header1d = (n: number, wg = 256): string => `
+export const header1d = (n: number | string, wg = 256): string => `
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
   let i = (wid.y * nwg.x + wid.x) * ${wg}u + lid;
-  if (i >= ${n}u) { return; }`;
+  if (i >= ${typeof n === 'number' ? `${n}u` : n}) { return; }`;
 
 /**
  * A WGSL generator made to return the same string object for the same arguments. Kernels are

@@ -1,6 +1,6 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { grid1d, memoWGSL } from './util.js';
+import { grid1d, header1d, memoWGSL } from './util.js';
 
 /**
  * torch.nn.functional.interpolate(mode='bicubic', align_corners=False) on channels-last maps:
@@ -97,11 +97,7 @@ struct Sizes {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> Z: Sizes;
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.y * nwg.x + wid.x) * ${WG}u + lid;
-  if (i >= Z.n) { return; }
+${header1d('Z.n', WG)}
   let c = i % Z.C;
   let p = i / Z.C;
   let x = p % Z.Wo;
